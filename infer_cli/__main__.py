@@ -1,0 +1,3 @@
+from infer_cli.cli import main
+
+main()
