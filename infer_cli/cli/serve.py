@@ -1,1 +1,49 @@
-"""placeholder until written."""
+"""``infer serve``: start the engine from a profile and serve the proxy in front of it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from infer_cli.cli.options import ProfileOption, SetOption
+
+
+def serve(
+    profile: ProfileOption = None,
+    overrides: SetOption = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", envvar="INFER_HOST", help="Public address of the proxy (default: the profile's).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", envvar="INFER_PORT", help="Public port of the proxy (default: the profile's).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the engine command lines as shell and exit.")
+    ] = False,
+    install: Annotated[
+        bool,
+        typer.Option(
+            "--install/--no-install",
+            help="On the CPU, build the engine environment and prepare the model when they are missing.",
+        ),
+    ] = True,
+) -> None:
+    """Start vLLM (and LMCache) from a profile, behind infer's proxy. Ctrl-C stops everything."""
+    import asyncio
+
+    from infer_cli import serve as service
+    from infer_cli.config import loader
+    from infer_cli.ui.serve_view import ServeView
+
+    loaded = loader.load(profile or service.default_profile(), overrides=overrides or ())
+    view = ServeView()
+    plan = service.prepare(
+        loaded, host=host, port=port, install=install, on_step=view.step, dry_run=dry_run
+    )
+    if dry_run:
+        view.dry_run(plan)
+        return
+    asyncio.run(service.run(plan, view))

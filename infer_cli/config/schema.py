@@ -148,19 +148,48 @@ class LMCacheSection(_Strict):
     http_port: int = Field(default=0, ge=0, le=65535, description="Health/metrics port (0: a free port)")
     l1_size_gb: float = Field(default=5.0, gt=0, description="CPU RAM for cached KV, GB")
     chunk_size: int = Field(default=256, ge=1, description="Tokens per stored chunk")
-    eviction_policy: Literal["LRU", "LFU", "FIFO", "MRU"] = "LRU"
+    eviction_policy: Literal["LRU", "ARC", "LFU", "FIFO", "MRU", "noop"] = Field(
+        default="LRU", description="mp: LRU, ARC or noop; in-process: LRU, LFU, FIFO or MRU"
+    )
     transfer_mode: Literal["auto", "lmcache_driven", "vllm_driven"] = Field(
         default="auto", description="MP transfer mode; 'auto' is lmcache_driven on the CPU"
     )
-    local_disk: str | None = Field(default=None, description="Folder to spill chunks to (in-process mode)")
-    max_local_disk_size_gb: float = Field(default=0.0, ge=0)
-    remote_url: str | None = Field(default=None, description="e.g. 'lm://host:65432' or 'redis://host:6379'")
+    local_disk: str | None = Field(default=None, description="Folder to spill chunks to (an L2 tier)")
+    max_local_disk_size_gb: float = Field(
+        default=0.0, ge=0, description="Disk budget, GB (in-process mode; mp mode's fs tier has none)"
+    )
+    remote_url: str | None = Field(
+        default=None,
+        description="Shared cache: 'redis://host:6379' (mp and in-process) or 'lm://host:65432' (in-process)",
+    )
     remote_serde: Literal["naive", "cachegen"] = "naive"
     save_unfull_chunk: bool = False
     startup_timeout: float = Field(default=120.0, gt=0)
     stop_timeout: float = Field(default=10.0, gt=0)
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+
+
+    @model_validator(mode="after")
+    def _mode_specific(self) -> LMCacheSection:
+        if self.mode == "mp":
+            if self.eviction_policy not in _MP_POLICIES:
+                raise ValueError(
+                    f"eviction_policy '{self.eviction_policy}' is not available in mp mode; "
+                    f"use one of {', '.join(_MP_POLICIES)}"
+                )
+            if self.remote_url and not self.remote_url.startswith(("redis://", "valkey://")):
+                raise ValueError("remote_url in mp mode must be redis://HOST:PORT or valkey://HOST:PORT")
+        elif self.mode == "in-process" and self.eviction_policy not in _IN_PROCESS_POLICIES:
+            raise ValueError(
+                f"eviction_policy '{self.eviction_policy}' is not available in in-process mode; "
+                f"use one of {', '.join(_IN_PROCESS_POLICIES)}"
+            )
+        return self
+
+
+_MP_POLICIES = ("LRU", "ARC", "noop")
+_IN_PROCESS_POLICIES = ("LRU", "LFU", "FIFO", "MRU")
 
 
 class ProxySection(_Strict):

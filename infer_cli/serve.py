@@ -1,0 +1,270 @@
+"""``infer serve``: the one module that knows both the engine and the proxy.
+
+It resolves a profile into a launch (executables, model folder, ports, internal key), binds the public port
+first (so a port in use fails in a second, not after a model load), serves ``/health`` while the engine starts,
+then starts LMCache and vLLM, watches them, and on Ctrl-C / SIGTERM stops everything in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from infer_cli import paths
+from infer_cli.config.loader import LoadedProfile
+from infer_cli.config.schema import PULLED_PREFIX, Profile
+from infer_cli.engine import launch
+from infer_cli.engine.process import Command, StartProgress
+from infer_cli.errors import EngineCrashedError, EngineNotInstalledError, ModelError
+
+
+class ServeReporter(Protocol):
+    """What ``infer serve`` tells the user; ``infer_cli.ui`` renders it."""
+
+    def step(self, name: str, state: str, elapsed: float) -> None: ...
+    def proxy_listening(self, url: str) -> None: ...
+    def engine_progress(self, progress: StartProgress) -> None: ...
+    def ready(self, url: str, model: str, seconds: float, run_dir: Path) -> None: ...
+    def stopping(self, reason: str) -> None: ...
+    def stopped(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    """A profile resolved against this machine: everything needed to start, nothing started."""
+
+    profile: Profile
+    profile_name: str
+    commands: list[Command]
+    run_dir: Path
+    host: str
+    port: int
+    api_key: str
+    vllm_port: int
+
+    @property
+    def model(self) -> str:
+        return self.profile.model.name
+
+def detect_device() -> str:
+    """``cuda`` when an NVIDIA GPU is visible, else ``cpu``."""
+    if Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists():
+        return "cuda"
+    return "cuda" if shutil.which("nvidia-smi") and Path("/proc/driver/nvidia").exists() else "cpu"
+
+
+def default_profile() -> str:
+    return "cpu" if detect_device() == "cpu" else "h100"
+
+
+def free_port(host: str = launch.LOOPBACK) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def prepare(
+    loaded: LoadedProfile,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    install: bool = True,
+    on_step: Callable[[str, str, float], None] | None = None,
+    dry_run: bool = False,
+) -> ServePlan:
+    """Resolve executables, the model and ports. Builds what is missing on the CPU when ``install``."""
+    from infer_cli.engine import environment
+
+    profile = loaded.profile
+    device = profile.engine.device if profile.engine.device != "auto" else detect_device()
+    managed = profile.engine.vllm == "auto" and device == "cpu"
+    if managed and not environment.is_ready():
+        if not install or dry_run:
+            if not dry_run:
+                raise EngineNotInstalledError(
+                    "the CPU engine environment is not built",
+                    hint="run 'infer engine install' or drop --no-install",
+                )
+        else:
+            environment.install(on_step=_steps(on_step), with_lmcache=profile.lmcache.mode != "off")
+    vllm = _executable(lambda: environment.find_vllm(profile.engine.vllm), "vllm", dry_run)
+    lmcache = "lmcache"
+    if profile.lmcache.mode == "mp":
+        lmcache = _executable(
+            lambda: environment.find_lmcache(profile.lmcache.lmcache, Path(vllm)), "lmcache", dry_run
+        )
+    model, offline = resolve_model(profile, install=install and not dry_run, on_step=on_step)
+
+    run_dir = paths.runs_home() / f"{time.strftime('%Y%m%d-%H%M%S')}-{loaded.name}-{os.getpid()}"
+    env: dict[str, str] = environment.engine_env() if managed else {}
+    vllm_port = free_port()
+    target = launch.LaunchTarget(
+        vllm=vllm,
+        model=model,
+        port=vllm_port,
+        api_key=secrets.token_urlsafe(24),
+        device=device,
+        lmcache=lmcache,
+        lmcache_port=profile.lmcache.port or free_port(),
+        lmcache_http_port=profile.lmcache.http_port or free_port(),
+        run_dir=run_dir,
+        env=env,
+        offline=offline,
+    )
+    return ServePlan(
+        profile=profile,
+        profile_name=loaded.name,
+        commands=launch.plan(profile, target),
+        run_dir=run_dir,
+        host=host if host is not None else profile.proxy.host,
+        port=port if port is not None else profile.proxy.port,
+        api_key=target.api_key,
+        vllm_port=vllm_port,
+    )
+
+
+def resolve_model(
+    profile: Profile, *, install: bool, on_step: Callable[[str, str, float], None] | None = None
+) -> tuple[str, bool]:
+    """The model argument for vLLM, and whether it is a local folder (then the hub is never asked)."""
+    from infer_cli.engine import models
+
+    source = profile.model.source
+    if source.startswith(PULLED_PREFIX):
+        name = source.removeprefix(PULLED_PREFIX)
+        folder = models.model_dir(name)
+        if not models.is_prepared(name):
+            if not install:
+                return str(folder), True
+            models.prepare(name, on_step=_steps(on_step))
+        return str(folder), True
+    if source.startswith(("/", "./", "../", "~")):
+        folder = Path(source).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ModelError(
+                f"model folder {folder} does not exist or has no config.json",
+                hint="fix model.source in the profile (a folder, a Hugging Face id, or infer:NAME)",
+            )
+        return str(folder.resolve()), True
+    return source, False
+
+
+def _executable(find: Callable[[], Path], name: str, dry_run: bool) -> str:
+    try:
+        return str(find())
+    except EngineNotInstalledError:
+        if dry_run:
+            return name  # a dry run still shows the command, with the bare name
+        raise
+
+
+def _steps(on_step: Callable[[str, str, float], None] | None) -> Callable[[object], None]:
+    def forward(step: object) -> None:
+        if on_step is not None:
+            on_step(
+                str(getattr(step, "name", step)),
+                str(getattr(step, "state", "")),
+                float(getattr(step, "elapsed", 0.0)),
+            )
+
+    return forward
+
+
+def validate_with_engine(loaded: LoadedProfile) -> object:
+    """vLLM's own parser on this profile's command line (``profiles validate --engine``)."""
+    from infer_cli.engine import validate
+
+    plan = prepare(loaded, install=False, dry_run=True)
+    vllm = next(item for item in plan.commands if item.name == "vllm")
+    executable = Path(vllm.argv[0])
+    if not executable.is_absolute():
+        from infer_cli.engine import environment
+
+        executable = environment.find_vllm(loaded.profile.engine.vllm)
+    model_is_local = Path(vllm.argv[2]).is_dir()
+    return validate.validate_vllm_args(executable, vllm.argv[1:], check_model=model_is_local)
+
+
+async def run(plan: ServePlan, reporter: ServeReporter) -> None:
+    """Serve until Ctrl-C / SIGTERM (returns) or until the engine dies (raises)."""
+    from infer_cli.engine.stack import EngineStack
+    from infer_cli.proxy.app import ProxyConfig, create_app
+    from infer_cli.proxy.server import ProxyServer, bind
+    from infer_cli.proxy.state import UpstreamState
+
+    started = time.monotonic()
+    sock = bind(plan.host, plan.port)
+    state = UpstreamState(url=None, api_key=plan.api_key, model=plan.model)
+    proxy_settings = plan.profile.proxy
+    app = create_app(
+        ProxyConfig(
+            request_timeout=proxy_settings.request_timeout,
+            keepalive_interval=proxy_settings.keepalive_interval,
+        ),
+        state,
+    )
+    server = ProxyServer(app, sock)
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    stack = EngineStack(plan.commands, plan.run_dir)
+
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    received: list[str] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signal.Signals(signum).name)
+        if len(received) == 1:
+            main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await server.start()
+        reporter.proxy_listening(server.url)
+
+        def progress(update: StartProgress) -> None:
+            state.detail = f"{update.name}: {update.phase}"
+            reporter.engine_progress(update)
+
+        await stack.start(progress)
+        state.url = f"http://{launch.LOOPBACK}:{plan.vllm_port}"
+        state.status = "ready"
+        state.detail = ""
+        reporter.ready(server.url, plan.model, time.monotonic() - started, plan.run_dir)
+        try:
+            await stack.watch()
+        except EngineCrashedError as crash:
+            state.status = "failed"
+            state.detail = crash.message
+            raise
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        reporter.stopping(f"received {received[0]}")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if state.status != "failed":
+            state.status = "stopped"
+        await _shielded(stack.stop())
+        await _shielded(server.stop())
+        reporter.stopped()
+
+
+async def _shielded(coro: object) -> None:
+    """Run a clean-up step to its end even if the surrounding task is being cancelled."""
+    task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task

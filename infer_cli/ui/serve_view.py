@@ -1,0 +1,78 @@
+"""What ``infer serve`` shows: install steps, engine start-up phases, the ready banner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.status import Status
+
+from infer_cli.ui.console import escape, stderr, stdout
+
+if TYPE_CHECKING:
+    from infer_cli.engine.process import StartProgress
+    from infer_cli.serve import ServePlan
+
+
+class ServeView:
+    def __init__(self) -> None:
+        self._status: Status | None = None
+        self._phase: tuple[str, str] | None = None
+
+    def step(self, name: str, state: str, elapsed: float) -> None:
+        marks = {"done": "[green]✓[/]", "skipped": "[dim]·[/]", "failed": "[red]✗[/]"}
+        if state in marks:
+            stderr.print(f"{marks[state]} {escape(name)} [dim]{elapsed:.0f}s[/]")
+        elif state == "started":
+            stderr.print(f"[dim]…[/] {escape(name)}")
+
+    def proxy_listening(self, url: str) -> None:
+        stderr.print(f"[dim]proxy listening on {url} (503 until the engine is ready)[/]")
+
+    def engine_progress(self, progress: StartProgress) -> None:
+        text = (
+            f"{progress.name}: {escape(progress.phase)} "
+            f"[dim]{progress.elapsed:.0f}s / {progress.timeout:.0f}s[/]"
+        )
+        if self._phase != (progress.name, progress.phase) and self._phase is not None:
+            previous_name, previous_phase = self._phase
+            if previous_name != progress.name:
+                stderr.print(f"[green]✓[/] {previous_name} ready")
+        self._phase = (progress.name, progress.phase)
+        if not stderr.is_terminal:
+            return
+        if self._status is None:
+            self._status = Status(text, console=stderr)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def ready(self, url: str, model: str, seconds: float, run_dir: Path) -> None:
+        self._stop_status()
+        stderr.print(f"[green]✓[/] engine ready in {seconds:.0f}s — logs in {run_dir}")
+        stderr.print(f"[bold]infer[/] serving [bold]{escape(model)}[/] at [bold]{url}[/]  (Ctrl-C to stop)")
+        stderr.print(f"[dim]  try: curl {url}/v1/chat/completions -H 'Content-Type: application/json' "
+                     f"-d '{{\"model\": \"{escape(model)}\", \"messages\": [{{\"role\": \"user\", "
+                     f"\"content\": \"Hello\"}}]}}'[/]")
+
+    def stopping(self, reason: str) -> None:
+        self._stop_status()
+        stderr.print(f"stopping ({reason})…")
+
+    def stopped(self) -> None:
+        self._stop_status()
+        stderr.print("[dim]stopped[/]")
+
+    def dry_run(self, plan: ServePlan) -> None:
+        from infer_cli.engine.launch import shell_line
+
+        stdout.out(f"# infer serve --profile {plan.profile_name}: the commands, in start order")
+        stdout.out(f"# the proxy then listens on http://{plan.host}:{plan.port}")
+        for command in plan.commands:
+            stdout.out(f"\n# {command.name} (ready when {command.health_url} answers 200)")
+            stdout.out(shell_line(command))
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
