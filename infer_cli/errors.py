@@ -1,7 +1,8 @@
 """The one exception tree of infer.
 
-Every error a user can cause or meet is an :class:`InferError`. Services raise them; only ``infer_cli.cli``
-turns them into an exit code and a single line of output (what went wrong, where, and what to do).
+Every error a user can cause or meet is an :class:`InferError`. Services raise them; only
+``infer_cli.cli`` turns them into an exit code and a single line of output (what went wrong, where,
+and what to do).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Where infer keeps its files.
 
 Everything lives under one home folder: ``$INFER_HOME`` when set, else ``$XDG_DATA_HOME/infer``
-(``~/.local/share/infer``). Tests point ``INFER_HOME`` at a temporary folder; the heavy, shareable parts (the
-engine environment and prepared models) can be pointed elsewhere with ``INFER_ENGINE_HOME`` and
-``INFER_MODELS_HOME`` so that many test runs reuse one build.
+(``~/.local/share/infer``). Tests point ``INFER_HOME`` at a temporary folder; the heavy, shareable
+parts (the engine environment and prepared models) can be pointed elsewhere with
+``INFER_ENGINE_HOME`` and ``INFER_MODELS_HOME`` so that many test runs reuse one build.
 """
 
 from __future__ import annotations

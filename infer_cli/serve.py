@@ -1,8 +1,9 @@
 """``infer serve``: the one module that knows both the engine and the proxy.
 
-It resolves a profile into a launch (executables, model folder, ports, internal key), binds the public port
-first (so a port in use fails in a second, not after a model load), serves ``/health`` while the engine starts,
-then starts LMCache and vLLM, watches them, and on Ctrl-C / SIGTERM stops everything in order.
+It resolves a profile into a launch (executables, model folder, ports, internal key), binds the
+public port first (so a port in use fails in a second, not after a model load), serves ``/health``
+while the engine starts, then starts LMCache and vLLM, watches them, and on Ctrl-C / SIGTERM stops
+everything in order.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from infer_cli import paths
 from infer_cli.config.loader import LoadedProfile
@@ -25,6 +26,10 @@ from infer_cli.config.schema import PULLED_PREFIX, Profile
 from infer_cli.engine import launch
 from infer_cli.engine.process import Command, StartProgress
 from infer_cli.errors import EngineCrashedError, EngineNotInstalledError, ModelError
+
+if TYPE_CHECKING:
+    from infer_cli.engine.environment import Step
+    from infer_cli.engine.validate import Verdict
 
 
 class ServeReporter(Protocol):
@@ -55,6 +60,7 @@ class ServePlan:
     def model(self) -> str:
         return self.profile.model.name
 
+
 def detect_device() -> str:
     """``cuda`` when an NVIDIA GPU is visible, else ``cpu``."""
     if Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists():
@@ -81,7 +87,7 @@ def prepare(
     on_step: Callable[[str, str, float], None] | None = None,
     dry_run: bool = False,
 ) -> ServePlan:
-    """Resolve executables, the model and ports. Builds what is missing on the CPU when ``install``."""
+    """Resolve executables, the model and ports; on the CPU, build what is missing (``install``)."""
     from infer_cli.engine import environment
 
     profile = loaded.profile
@@ -100,7 +106,9 @@ def prepare(
     lmcache = "lmcache"
     if profile.lmcache.mode == "mp":
         lmcache = _executable(
-            lambda: environment.find_lmcache(profile.lmcache.lmcache, Path(vllm)), "lmcache", dry_run
+            lambda: environment.find_lmcache(profile.lmcache.lmcache, Path(vllm)),
+            "lmcache",
+            dry_run,
         )
     model, offline = resolve_model(profile, install=install and not dry_run, on_step=on_step)
 
@@ -135,7 +143,7 @@ def prepare(
 def resolve_model(
     profile: Profile, *, install: bool, on_step: Callable[[str, str, float], None] | None = None
 ) -> tuple[str, bool]:
-    """The model argument for vLLM, and whether it is a local folder (then the hub is never asked)."""
+    """vLLM's model argument, and whether it is a local folder (then the hub is never asked)."""
     from infer_cli.engine import models
 
     source = profile.model.source
@@ -167,19 +175,15 @@ def _executable(find: Callable[[], Path], name: str, dry_run: bool) -> str:
         raise
 
 
-def _steps(on_step: Callable[[str, str, float], None] | None) -> Callable[[object], None]:
-    def forward(step: object) -> None:
+def _steps(on_step: Callable[[str, str, float], None] | None) -> Callable[[Step], None]:
+    def forward(step: Step) -> None:
         if on_step is not None:
-            on_step(
-                str(getattr(step, "name", step)),
-                str(getattr(step, "state", "")),
-                float(getattr(step, "elapsed", 0.0)),
-            )
+            on_step(step.name, step.state, step.elapsed)
 
     return forward
 
 
-def validate_with_engine(loaded: LoadedProfile) -> object:
+def validate_with_engine(loaded: LoadedProfile) -> Verdict:
     """vLLM's own parser on this profile's command line (``profiles validate --engine``)."""
     from infer_cli.engine import validate
 
@@ -261,9 +265,9 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
         reporter.stopped()
 
 
-async def _shielded(coro: object) -> None:
+async def _shielded(coro: Coroutine[Any, Any, None]) -> None:
     """Run a clean-up step to its end even if the surrounding task is being cancelled."""
-    task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(coro)
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from infer_cli import paths
+
+# Where the heavy, shareable parts live when no test overrides them (read before any fixture runs).
+SHARED_ENGINE_HOME = paths.engine_home()
+SHARED_MODELS_HOME = paths.models_home()
+
 
 @pytest.fixture(autouse=True)
 def infer_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

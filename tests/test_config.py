@@ -40,7 +40,8 @@ def test_cpu_profile_is_the_embedded_default_shape() -> None:
 def test_extends_merges_tables_key_by_key(infer_home: Path) -> None:
     path = write(
         infer_home / "profiles" / "mine.toml",
-        'extends = "h100"\n[engine]\nmax_num_seqs = 64\n[openrouter.pricing]\nprompt = "0.000001"\n',
+        'extends = "h100"\n[engine]\nmax_num_seqs = 64\n'
+        '[openrouter.pricing]\nprompt = "0.000001"\n',
     )
     loaded = loader.load("mine", environ={})
     assert [s.name for s in loaded.chain] == ["h100", "mine"]
@@ -88,7 +89,9 @@ def test_set_values_are_toml_literals() -> None:
 
 
 def test_unknown_key_names_key_file_and_suggestion(infer_home: Path) -> None:
-    path = write(infer_home / "profiles" / "typo.toml", 'extends = "cpu"\n[engine]\nmax_num_seq = 4\n')
+    path = write(
+        infer_home / "profiles" / "typo.toml", 'extends = "cpu"\n[engine]\nmax_num_seq = 4\n'
+    )
     with pytest.raises(ProfileError) as caught:
         loader.load("typo", environ={})
     line = caught.value.one_line()
@@ -164,7 +167,13 @@ def test_cross_field_rules() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("1G", 2**30), ("1GiB", 2**30), ("512M", 512 * 2**20), ("1.5G", int(1.5 * 2**30)), ("123", 123)],
+    [
+        ("1G", 2**30),
+        ("1GiB", 2**30),
+        ("512M", 512 * 2**20),
+        ("1.5G", int(1.5 * 2**30)),
+        ("123", 123),
+    ],
 )
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
@@ -179,7 +188,9 @@ def test_show_round_trips(tmp_path: Path) -> None:
     for name in BUNDLED:
         profile = loader.load(name, environ={}).profile
         path = write(tmp_path / f"{name}.toml", writer.to_toml(profile))
-        assert loader.load(str(path), environ={}).profile == profile.model_copy(update={"extends": None})
+        assert loader.load(str(path), environ={}).profile == profile.model_copy(
+            update={"extends": None}
+        )
 
 
 def test_starter_extends_base_and_loads_as_the_base(infer_home: Path) -> None:

@@ -1,4 +1,4 @@
-"""The ``infer`` command line: one module per command, each thin (parse, call one service, render)."""
+"""The ``infer`` command line: one module per command, each thin (parse, call a service, render)."""
 
 from __future__ import annotations
 
@@ -31,11 +31,15 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
     verbose: Annotated[
         bool,
-        typer.Option("--verbose", "-v", envvar="INFER_VERBOSE", help="Show details and tracebacks of errors."),
+        typer.Option(
+            "--verbose", "-v", envvar="INFER_VERBOSE", help="Show details and tracebacks of errors."
+        ),
     ] = False,
 ) -> None:
     from infer_cli.ui import console

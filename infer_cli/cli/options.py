@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")
+]
 
 SetOption = Annotated[
     list[str] | None,

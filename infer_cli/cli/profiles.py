@@ -65,11 +65,12 @@ def validate(
         bool,
         typer.Option(
             "--engine",
-            help="Also run vLLM's own argument parser on the generated command line (needs vLLM installed).",
+            help="Also run vLLM's own argument parser on the generated command line "
+            "(needs vLLM installed).",
         ),
     ] = False,
 ) -> None:
-    """Check a profile: the schema, and with --engine, vLLM's verdict on the command line it gives."""
+    """Check a profile: the schema, and with --engine, vLLM's verdict on its command line."""
     from infer_cli.config import loader
     from infer_cli.ui import console
 
@@ -83,7 +84,9 @@ def validate(
         if not verdict.ok:
             from infer_cli.errors import ProfileError
 
-            raise ProfileError(f"vLLM rejects the command line of profile {loaded.name}: {verdict.message}")
+            raise ProfileError(
+                f"vLLM rejects the command line of profile {loaded.name}: {verdict.message}"
+            )
         console.stdout.print(f"[green]✓[/] vLLM accepts its command line ({verdict.message})")
 
 
@@ -101,7 +104,9 @@ def init(
     from infer_cli.ui import console
 
     if "/" in name or name.endswith(".toml") or not name:
-        raise UsageError(f"profile name {name!r} must be a plain name", hint="e.g. 'infer profiles init my-h100'")
+        raise UsageError(
+            f"profile name {name!r} must be a plain name", hint="e.g. 'infer profiles init my-h100'"
+        )
     target = paths.profiles_home() / f"{name}.toml"
     if target.exists() and not force:
         raise UsageError(f"profile {target} already exists", hint="pass --force to overwrite it")

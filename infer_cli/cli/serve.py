@@ -14,11 +14,17 @@ def serve(
     overrides: SetOption = None,
     host: Annotated[
         str | None,
-        typer.Option("--host", envvar="INFER_HOST", help="Public address of the proxy (default: the profile's).")
+        typer.Option(
+            "--host",
+            envvar="INFER_HOST",
+            help="Public address of the proxy (default: the profile's).",
+        ),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option("--port", envvar="INFER_PORT", help="Public port of the proxy (default: the profile's).")
+        typer.Option(
+            "--port", envvar="INFER_PORT", help="Public port of the proxy (default: the profile's)."
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the engine command lines as shell and exit.")
@@ -27,7 +33,7 @@ def serve(
         bool,
         typer.Option(
             "--install/--no-install",
-            help="On the CPU, build the engine environment and prepare the model when they are missing.",
+            help="On the CPU, build the engine environment and prepare the model when missing.",
         ),
     ] = True,
 ) -> None:

@@ -1,8 +1,9 @@
 """Finding, merging and validating profiles.
 
-Precedence, lowest first: the bundled profile, the user's profile file (which may ``extends`` a bundled one),
-``INFER_<SECTION>__<KEY>`` environment variables, then ``--set section.key=value`` flags. Every value remembers
-where it came from, so a validation error names the file (or variable, or flag) that set the bad value.
+Precedence, lowest first: the bundled profile, the user's profile file (which may ``extends`` a
+bundled one), ``INFER_<SECTION>__<KEY>`` environment variables, then ``--set section.key=value``
+flags. Every value remembers where it came from, so a validation error names the file (or variable,
+or flag) that set the bad value.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ SECTIONS = ("model", "engine", "lmcache", "proxy", "openrouter")
 
 
 def bundled_dir() -> Path:
-    """The folder of bundled profiles: ``profiles/`` in a checkout, ``infer_cli/_profiles`` in a wheel."""
+    """The bundled profiles: ``profiles/`` in a checkout, ``infer_cli/_profiles`` in a wheel."""
     package = Path(__file__).resolve().parent.parent
     for candidate in (package / "_profiles", package.parent / "profiles"):
         if candidate.is_dir():
@@ -57,7 +58,7 @@ class LoadedProfile:
 
 
 def available() -> list[ProfileSource]:
-    """Every profile a name can resolve to: user profiles first, then bundled ones they do not shadow."""
+    """Every profile a name can resolve to: user profiles, then bundled ones they do not shadow."""
     found: dict[str, ProfileSource] = {}
     user = paths.profiles_home()
     if user.is_dir():
@@ -75,7 +76,8 @@ def resolve(name_or_path: str, *, skip: Path | None = None) -> ProfileSource:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise ProfileNotFoundError(
-                f"profile file {path} does not exist", hint="check the path or run 'infer profiles list'"
+                f"profile file {path} does not exist",
+                hint="check the path or run 'infer profiles list'",
             )
         return ProfileSource(path.stem, path.resolve(), bundled=False)
     candidates = [
@@ -99,7 +101,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
-        raise ProfileError(f"profile {path} is not valid TOML: {error}", hint="fix the file") from None
+        raise ProfileError(
+            f"profile {path} is not valid TOML: {error}", hint="fix the file"
+        ) from None
     except OSError as error:
         raise ProfileError(f"cannot read profile {path}: {error.strerror}") from None
 
@@ -138,7 +142,9 @@ def _read_chain(
     path = source.path.resolve()
     if path in seen:
         cycle = " -> ".join(str(p) for p in [*seen, path])
-        raise ProfileError(f"profiles extend each other in a cycle: {cycle}", hint="remove one 'extends'")
+        raise ProfileError(
+            f"profiles extend each other in a cycle: {cycle}", hint="remove one 'extends'"
+        )
     raw = read_toml(path)
     parent_name = raw.get("extends")
     data: dict[str, Any] = {}
@@ -179,7 +185,7 @@ def _merge(
 
 
 def parse_value(text: str) -> Any:
-    """A TOML literal (``128``, ``true``, ``0.9``, ``["a", "b"]``, ``"x"``), else the text as a string."""
+    """A TOML literal (``128``, ``true``, ``0.9``, ``["a", "b"]``, ``"x"``), else the text."""
     try:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
@@ -210,13 +216,17 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any, str]]:
     return found
 
 
-def _set_path(data: dict[str, Any], origins: dict[str, str], key: str, value: Any, origin: str) -> None:
+def _set_path(
+    data: dict[str, Any], origins: dict[str, str], key: str, value: Any, origin: str
+) -> None:
     parts = key.split(".")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise SettingError(f"{origin}: '{part}' is a value, not a table, so '{key}' cannot be set")
+            raise SettingError(
+                f"{origin}: '{part}' is a value, not a table, so '{key}' cannot be set"
+            )
         node = child
     node[parts[-1]] = value
     origins[key] = origin
@@ -242,7 +252,9 @@ def _explain(
             hint=f"{hint}allowed in {table}: {', '.join(allowed)}",
         )
     if kind == "missing":
-        return ProfileError(f"missing required key '{key}' in {where}{more}", hint="add it to the profile")
+        return ProfileError(
+            f"missing required key '{key}' in {where}{more}", hint="add it to the profile"
+        )
     message = problem["msg"].removeprefix("Value error, ")
     got = problem.get("input")
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""

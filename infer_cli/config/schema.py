@@ -1,19 +1,19 @@
 """The profile schema: what a TOML profile may say, strictly.
 
-Every table forbids unknown keys, so a typo is an error that names the key instead of a setting silently
-ignored. Field names follow vLLM's and LMCache's own option names where one exists (``max_num_seqs`` is
-``--max-num-seqs``), so a profile reads like the command line it becomes.
+Every table forbids unknown keys, so a typo is an error that names the key instead of a setting
+silently ignored. Field names follow vLLM's and LMCache's own option names where one exists
+(``max_num_seqs`` is ``--max-num-seqs``), so a profile reads like the command line it becomes.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PULLED_PREFIX = "infer:"
-"""``model.source = "infer:NAME"`` names a model that infer prepares itself (``infer pull NAME``)."""
+"""``model.source = "infer:NAME"``: a model that infer prepares itself (``infer pull NAME``)."""
 
 Quantization = Literal[
     "int4", "int8", "fp4", "mxfp4", "nvfp4", "fp6", "fp8", "mxfp8", "fp16", "bf16", "fp32"
@@ -45,12 +45,14 @@ _FACTORS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 def parse_size(value: int | str) -> int:
-    """Bytes from ``1073741824``, ``"1G"``, ``"1GiB"`` or ``"512M"`` (K, M, G, T are powers of 1024)."""
+    """Bytes from ``1073741824``, ``"1G"``, ``"1GiB"`` or ``"512M"`` (K, M, G, T: 1024-based)."""
     if isinstance(value, int):
         return value
     match = _SIZE.match(value)
     if not match:
-        raise ValueError(f"{value!r} is not a size; use bytes or a number with K, M, G or T (e.g. '2G')")
+        raise ValueError(
+            f"{value!r} is not a size; use bytes or a number with K, M, G or T (e.g. '2G')"
+        )
     return int(float(match.group(1)) * _FACTORS[match.group(2).upper()])
 
 
@@ -60,14 +62,16 @@ class _Strict(BaseModel):
 
 class ModelSection(_Strict):
     source: str = Field(
-        description="Hugging Face id, local folder, or 'infer:NAME' for a model infer prepares itself",
+        description="Hugging Face id, local folder, or 'infer:NAME' (a model infer prepares)",
     )
     served_name: str | None = Field(
         default=None, description="The model id clients send and /v1/models shows (default: source)"
     )
     context_length: int | None = Field(default=None, gt=0, description="vLLM --max-model-len")
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
-    quantization: str | None = Field(default=None, description="vLLM --quantization (awq, fp8, ...)")
+    quantization: str | None = Field(
+        default=None, description="vLLM --quantization (awq, fp8, ...)"
+    )
     revision: str | None = None
     tokenizer: str | None = None
     trust_remote_code: bool = False
@@ -80,7 +84,8 @@ class ModelSection(_Strict):
 class EngineSection(_Strict):
     vllm: str = Field(
         default="auto",
-        description="vLLM executable: 'auto' (infer's engine environment, then PATH), a name on PATH, or a path",
+        description="vLLM executable: 'auto' (infer's engine environment, then PATH), a name "
+        "on PATH, or a path",
     )
     device: Literal["auto", "cuda", "cpu"] = "auto"
     tensor_parallel_size: int = Field(default=1, ge=1)
@@ -96,9 +101,9 @@ class EngineSection(_Strict):
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool | None = None
     block_size: int | None = Field(default=None, ge=1)
-    kv_cache_dtype: (
-        Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16"] | None
-    ) = None
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16"] | None = (
+        None
+    )
     enforce_eager: bool = False
     enable_prompt_tokens_details: bool = True
     enable_force_include_usage: bool = False
@@ -109,7 +114,9 @@ class EngineSection(_Strict):
     chat_template: str | None = None
     generation_config: str | None = None
     seed: int | None = None
-    startup_timeout: float = Field(default=900.0, gt=0, description="Seconds vLLM may take to be ready")
+    startup_timeout: float = Field(
+        default=900.0, gt=0, description="Seconds vLLM may take to be ready"
+    )
     stop_timeout: float = Field(
         default=15.0, gt=0, description="Seconds between SIGTERM and SIGKILL when stopping"
     )
@@ -126,7 +133,9 @@ class EngineSection(_Strict):
     @model_validator(mode="after")
     def _tools(self) -> EngineSection:
         if self.enable_auto_tool_choice and not self.tool_call_parser:
-            raise ValueError("enable_auto_tool_choice needs tool_call_parser (e.g. 'hermes', 'llama3_json')")
+            raise ValueError(
+                "enable_auto_tool_choice needs tool_call_parser (e.g. 'hermes', 'llama3_json')"
+            )
         return self
 
     @property
@@ -137,15 +146,20 @@ class EngineSection(_Strict):
 class LMCacheSection(_Strict):
     mode: Literal["off", "mp", "in-process"] = Field(
         default="off",
-        description="'mp': a standalone 'lmcache server' (recommended, the only mode that works on the CPU); "
+        description="'mp': a standalone 'lmcache server' (recommended, the only mode on the CPU); "
         "'in-process': LMCacheConnectorV1 inside vLLM (CUDA only)",
     )
     lmcache: str = Field(
-        default="auto", description="lmcache executable: 'auto' (next to vllm, then PATH), a name or a path"
+        default="auto",
+        description="lmcache executable: 'auto' (next to vllm, then PATH), a name or a path",
     )
     host: str = "127.0.0.1"
-    port: int = Field(default=0, ge=0, le=65535, description="ZMQ port of the cache server (0: a free port)")
-    http_port: int = Field(default=0, ge=0, le=65535, description="Health/metrics port (0: a free port)")
+    port: int = Field(
+        default=0, ge=0, le=65535, description="ZMQ port of the cache server (0: a free port)"
+    )
+    http_port: int = Field(
+        default=0, ge=0, le=65535, description="Health/metrics port (0: a free port)"
+    )
     l1_size_gb: float = Field(default=5.0, gt=0, description="CPU RAM for cached KV, GB")
     chunk_size: int = Field(default=256, ge=1, description="Tokens per stored chunk")
     eviction_policy: Literal["LRU", "ARC", "LFU", "FIFO", "MRU", "noop"] = Field(
@@ -154,13 +168,18 @@ class LMCacheSection(_Strict):
     transfer_mode: Literal["auto", "lmcache_driven", "vllm_driven"] = Field(
         default="auto", description="MP transfer mode; 'auto' is lmcache_driven on the CPU"
     )
-    local_disk: str | None = Field(default=None, description="Folder to spill chunks to (an L2 tier)")
+    local_disk: str | None = Field(
+        default=None, description="Folder to spill chunks to (an L2 tier)"
+    )
     max_local_disk_size_gb: float = Field(
-        default=0.0, ge=0, description="Disk budget, GB (in-process mode; mp mode's fs tier has none)"
+        default=0.0,
+        ge=0,
+        description="Disk budget, GB (in-process mode; mp mode's fs tier has none)",
     )
     remote_url: str | None = Field(
         default=None,
-        description="Shared cache: 'redis://host:6379' (mp and in-process) or 'lm://host:65432' (in-process)",
+        description="Shared cache: 'redis://host:6379' (mp and in-process) or "
+        "'lm://host:65432' (in-process)",
     )
     remote_serde: Literal["naive", "cachegen"] = "naive"
     save_unfull_chunk: bool = False
@@ -168,7 +187,6 @@ class LMCacheSection(_Strict):
     stop_timeout: float = Field(default=10.0, gt=0)
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
-
 
     @model_validator(mode="after")
     def _mode_specific(self) -> LMCacheSection:
@@ -179,7 +197,9 @@ class LMCacheSection(_Strict):
                     f"use one of {', '.join(_MP_POLICIES)}"
                 )
             if self.remote_url and not self.remote_url.startswith(("redis://", "valkey://")):
-                raise ValueError("remote_url in mp mode must be redis://HOST:PORT or valkey://HOST:PORT")
+                raise ValueError(
+                    "remote_url in mp mode must be redis://HOST:PORT or valkey://HOST:PORT"
+                )
         elif self.mode == "in-process" and self.eviction_policy not in _IN_PROCESS_POLICIES:
             raise ValueError(
                 f"eviction_policy '{self.eviction_policy}' is not available in in-process mode; "
@@ -218,7 +238,9 @@ class Pricing(_Strict):
         try:
             number = Decimal(value)
         except InvalidOperation:
-            raise ValueError(f"{value!r} is not a decimal price in USD per token (e.g. '0.0000002')") from None
+            raise ValueError(
+                f"{value!r} is not a decimal price in USD per token (e.g. '0.0000002')"
+            ) from None
         if number < 0:
             raise ValueError("prices cannot be negative")
         return value
@@ -233,35 +255,44 @@ class OpenRouterSection(_Strict):
     created: int | None = Field(default=None, ge=0, description="Unix time the model was released")
     quantization: Quantization = "bf16"
     max_output_length: int | None = Field(default=None, gt=0)
-    input_modalities: list[InputModality] = Field(default_factory=lambda: ["text"])
-    output_modalities: list[OutputModality] = Field(default_factory=lambda: ["text"])
+    input_modalities: list[InputModality] = Field(default_factory=lambda: _text_only())
+    output_modalities: list[OutputModality] = Field(default_factory=lambda: _text_only())
     supported_sampling_parameters: list[SamplingParameter] = Field(
-        default_factory=lambda: [
-            "temperature",
-            "top_p",
-            "top_k",
-            "min_p",
-            "frequency_penalty",
-            "presence_penalty",
-            "repetition_penalty",
-            "stop",
-            "seed",
-            "max_tokens",
-            "logit_bias",
-        ]
+        default_factory=lambda: _default_sampling()
     )
     supported_features: list[Feature] = Field(default_factory=list)
     pricing: Pricing = Field(default_factory=Pricing)
+
+
+def _text_only() -> list[Any]:
+    return ["text"]
+
+
+def _default_sampling() -> list[Any]:
+    return [
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "frequency_penalty",
+        "presence_penalty",
+        "repetition_penalty",
+        "stop",
+        "seed",
+        "max_tokens",
+        "logit_bias",
+    ]
 
 
 class Profile(_Strict):
     """A whole profile after ``extends`` and every override were applied."""
 
     description: str = ""
-    extends: str | None = Field(default=None, description="Name or path of the profile this one builds on")
+    extends: str | None = Field(
+        default=None, description="Name or path of the profile this one builds on"
+    )
     model: ModelSection
     engine: EngineSection = Field(default_factory=EngineSection)
     lmcache: LMCacheSection = Field(default_factory=LMCacheSection)
     proxy: ProxySection = Field(default_factory=ProxySection)
     openrouter: OpenRouterSection = Field(default_factory=OpenRouterSection)
-

@@ -1,4 +1,4 @@
-"""Writing profiles: the effective profile as TOML, and a commented starter file for ``profiles init``."""
+"""the effective profile as TOML, and a commented starter (``profiles init``)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,15 @@ def to_toml(profile: Profile) -> str:
 def starter(name: str, base: LoadedProfile) -> str:
     """A profile that extends ``base`` and lists every key it could change, commented out.
 
-    Each key shows the value it inherits and what it means, so a user uncomments what they change; a diff
-    between two profiles then shows only deliberate choices.
+    Each key shows the value it inherits and what it means, so a user uncomments what they change; a
+    diff between two profiles then shows only deliberate choices.
     """
     inherited = base.profile
     lines = [
-        f"# {name}: a profile of your own. Every key below is commented out and shows the value it inherits",
-        f"# from '{base.name}'; uncomment what you change. Check it with `infer profiles validate {name}`,",
-        f"# see the result with `infer profiles show {name}`, and the commands with `infer serve -p {name} --dry-run`.",
+        f"# {name}: a profile of your own. Every key below is commented out and shows the value",
+        f"# it inherits from '{base.name}'; uncomment what you change. Check it with",
+        f"# `infer profiles validate {name}`, see the result with `infer profiles show {name}`,",
+        f"# and the commands with `infer serve -p {name} --dry-run`.",
         f'extends = "{base.name}"',
         f"description = {_value(f'My profile, based on {base.name}')}",
     ]

@@ -1,8 +1,8 @@
 """From a profile to the exact ``lmcache server`` and ``vllm serve`` command lines.
 
-Pure functions: every value that depends on the machine (executables, ports, the model folder, the internal key,
-the run folder) arrives in a :class:`LaunchTarget`, so the same profile always gives the same argv, and golden
-files can pin them for every bundled profile.
+Pure functions: every value that depends on the machine (executables, ports, the model folder, the
+internal key, the run folder) arrives in a :class:`LaunchTarget`, so the same profile always gives
+the same argv, and golden files can pin them for every bundled profile.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ class LaunchTarget:
     lmcache_port: int = 5555
     lmcache_http_port: int = 8088
     run_dir: Path = Path("/tmp/infer-run")
-    env: Mapping[str, str] = field(default_factory=dict)  # e.g. the CPU engine environment's variables
+    env: Mapping[str, str] = field(
+        default_factory=dict
+    )  # e.g. the CPU engine environment's variables
     offline: bool = False  # the model is a local folder: never ask the hub
 
 
@@ -186,11 +188,15 @@ def kv_transfer_config(cache: LMCacheSection, target: LaunchTarget) -> dict[str,
         mode = "lmcache_driven"  # the default mode hangs at "Registering kv caches" on the CPU
     if mode != "auto":
         extra["lmcache.mp.mp_transfer_mode"] = mode
-    return {"kv_connector": "LMCacheMPConnector", "kv_role": "kv_both", "kv_connector_extra_config": extra}
+    return {
+        "kv_connector": "LMCacheMPConnector",
+        "kv_role": "kv_both",
+        "kv_connector_extra_config": extra,
+    }
 
 
 def l2_adapters(cache: LMCacheSection) -> list[dict[str, object]]:
-    """The cache server's second tiers: a local folder and/or a shared RESP (Redis, Valkey) store."""
+    """The cache server's second tiers: a local folder and/or a RESP store (Redis, Valkey)."""
     adapters: list[dict[str, object]] = []
     if cache.local_disk:
         adapters.append({"type": "fs", "base_path": cache.local_disk.removeprefix("file://")})
@@ -198,7 +204,9 @@ def l2_adapters(cache: LMCacheSection) -> list[dict[str, object]]:
         from urllib.parse import urlsplit
 
         url = urlsplit(cache.remote_url)
-        adapters.append({"type": "resp", "host": url.hostname or "127.0.0.1", "port": url.port or 6379})
+        adapters.append(
+            {"type": "resp", "host": url.hostname or "127.0.0.1", "port": url.port or 6379}
+        )
     return adapters
 
 

@@ -1,4 +1,4 @@
-"""The two consoles: data on stdout, progress and errors on stderr. ``NO_COLOR`` is honoured by rich."""
+"""The two consoles: data on stdout, progress and errors on stderr (rich honours ``NO_COLOR``)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ class ServeView:
             f"[dim]{progress.elapsed:.0f}s / {progress.timeout:.0f}s[/]"
         )
         if self._phase != (progress.name, progress.phase) and self._phase is not None:
-            previous_name, previous_phase = self._phase
+            previous_name = self._phase[0]
             if previous_name != progress.name:
                 stderr.print(f"[green]✓[/] {previous_name} ready")
         self._phase = (progress.name, progress.phase)
@@ -50,10 +50,14 @@ class ServeView:
     def ready(self, url: str, model: str, seconds: float, run_dir: Path) -> None:
         self._stop_status()
         stderr.print(f"[green]✓[/] engine ready in {seconds:.0f}s — logs in {run_dir}")
-        stderr.print(f"[bold]infer[/] serving [bold]{escape(model)}[/] at [bold]{url}[/]  (Ctrl-C to stop)")
-        stderr.print(f"[dim]  try: curl {url}/v1/chat/completions -H 'Content-Type: application/json' "
-                     f"-d '{{\"model\": \"{escape(model)}\", \"messages\": [{{\"role\": \"user\", "
-                     f"\"content\": \"Hello\"}}]}}'[/]")
+        stderr.print(
+            f"[bold]infer[/] serving [bold]{escape(model)}[/] at [bold]{url}[/]  (Ctrl-C to stop)"
+        )
+        stderr.print(
+            f"[dim]  try: curl {url}/v1/chat/completions -H 'Content-Type: application/json' "
+            f'-d \'{{"model": "{escape(model)}", "messages": [{{"role": "user", '
+            f'"content": "Hello"}}]}}\'[/]'
+        )
 
     def stopping(self, reason: str) -> None:
         self._stop_status()

@@ -9,7 +9,9 @@ from rich.table import Table
 from infer_cli.ui.console import stdout
 
 
-def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
+def print_table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
+) -> None:
     table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False, box=None)
     for column in columns:
         table.add_column(column, overflow="fold")

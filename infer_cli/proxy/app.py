@@ -1,0 +1,60 @@
+"""The proxy's ASGI app: ``create_app(config, state)``.
+
+Routes live in one module each and are included here in order: the proxy's own routes first, the
+forwarding catch-all last. Later features (auth, rate limits, metrics, model listing, usage and
+cost) are further routers, pure-ASGI middleware and stream transforms added here; none of them needs
+the relay rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from infer_cli.proxy.context import ProxyConfig, ProxyContext
+from infer_cli.proxy.state import UpstreamState
+
+if TYPE_CHECKING:
+    import fastapi
+
+__all__ = ["ProxyConfig", "create_app"]
+
+log = logging.getLogger("infer.proxy")
+
+
+def create_app(config: ProxyConfig, state: UpstreamState) -> fastapi.FastAPI:
+    """The proxy in front of the engine described by ``state`` (read per request, never written)."""
+    from fastapi import FastAPI
+
+    from infer_cli import __version__
+    from infer_cli.proxy import upstream
+    from infer_cli.proxy.forward import forward_router
+    from infer_cli.proxy.handlers import install_error_handlers
+    from infer_cli.proxy.health import health_router
+
+    context = ProxyContext(config=config, state=state)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        context.client = upstream.create_client(config)
+        try:
+            yield
+        finally:
+            client, context.client = context.client, None
+            await client.aclose()
+
+    app = FastAPI(
+        title="infer proxy",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.proxy = context
+    install_error_handlers(app)
+    app.include_router(health_router(context))
+    app.include_router(forward_router(context))  # last: the catch-all for /v1 and /api/v1
+    return app

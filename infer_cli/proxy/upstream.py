@@ -1,0 +1,215 @@
+"""Talking to the engine: the pooled client, which headers cross the proxy, and transport errors as
+statuses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+
+from infer_cli.proxy import errors
+from infer_cli.proxy.errors import ProxyError
+
+if TYPE_CHECKING:
+    from infer_cli.proxy.context import ProxyConfig
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# The client's own key never reaches the engine; the length is recomputed; the proxy asks for
+# identity encoding so that it can add comments (and later rewrite usage) in the byte stream.
+_DROP_FROM_REQUEST = HOP_BY_HOP | {
+    "host",
+    "authorization",
+    "content-length",
+    "accept-encoding",
+    "expect",
+}
+# uvicorn writes its own Date; the body may be re-chunked, so the length does not carry over.
+_DROP_FROM_RESPONSE = HOP_BY_HOP | {"content-length", "date", "server"}
+
+_ERROR_TEXT_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    content: bytes
+    stream: bool
+    """The client asked for an SSE stream (``"stream": true``), so keep-alive comments apply."""
+    model: str
+    """The model the client asked for (or the served one), for error events."""
+
+
+class UpstreamStreamError(ProxyError):
+    """The engine failed after its response started: the status can no longer be sent as an HTTP
+    status.
+    """
+
+
+def create_client(config: ProxyConfig) -> httpx.AsyncClient:
+    """One pooled client per app. ``trust_env=False``: loopback traffic must never go through an
+    HTTP proxy.
+    """
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=config.connect_timeout,
+            read=config.request_timeout,
+            write=config.request_timeout,
+            pool=config.request_timeout,
+        ),
+        limits=httpx.Limits(
+            max_connections=config.max_connections,
+            max_keepalive_connections=min(config.max_connections, 256),
+            keepalive_expiry=30.0,
+        ),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def request_headers(
+    raw: Iterable[tuple[bytes, bytes]], api_key: str | None
+) -> list[tuple[str, str]]:
+    """The client's headers as sent upstream: hop-by-hop, Host and the client's Authorization
+    dropped.
+    """
+    pairs = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
+    drop = _DROP_FROM_REQUEST | _connection_tokens(pairs)
+    headers = [(name, value) for name, value in pairs if name not in drop]
+    headers.append(("accept-encoding", "identity"))
+    if api_key:
+        headers.append(("authorization", f"Bearer {api_key}"))
+    return headers
+
+
+def response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
+    """The engine's response headers as sent to the client (raw ASGI form)."""
+    pairs = [(name.lower(), value) for name, value in headers.raw]
+    drop = _DROP_FROM_RESPONSE | _connection_tokens(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in pairs
+    )
+    return [(name, value) for name, value in pairs if name.decode("latin-1") not in drop]
+
+
+def _connection_tokens(pairs: Iterable[tuple[str, str]]) -> set[str]:
+    """Headers named in ``Connection`` are hop-by-hop too (RFC 9110, 7.6.1)."""
+    tokens: set[str] = set()
+    for name, value in pairs:
+        if name.lower() == "connection":
+            tokens.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return tokens
+
+
+async def open_response(client: httpx.AsyncClient, request: UpstreamRequest) -> httpx.Response:
+    """Send ``request`` and return once the engine's status and headers arrived (the body is not
+    read).
+
+    Transport failures become :class:`ProxyError` with the status the client gets: 502 when the
+    engine cannot be reached or drops the connection, 504 when it stays silent longer than the read
+    timeout, 503 when every pooled connection stays busy.
+    """
+    try:
+        built = client.build_request(
+            request.method, request.url, headers=request.headers, content=request.content
+        )
+        return await client.send(built, stream=True)
+    except httpx.ConnectTimeout as exc:
+        raise ProxyError(
+            502,
+            f"the engine did not accept a connection: {_describe(exc)}",
+            error_type=errors.PROVIDER_UNAVAILABLE,
+        ) from exc
+    except httpx.PoolTimeout as exc:
+        raise ProxyError(
+            503,
+            "every connection to the engine stayed busy; try again",
+            error_type=errors.PROVIDER_OVERLOADED,
+            headers={"Retry-After": str(errors.RETRY_AFTER_SECONDS)},
+        ) from exc
+    except httpx.TimeoutException as exc:
+        raise ProxyError(
+            504, f"the engine did not answer in time: {_describe(exc)}", error_type=errors.TIMEOUT
+        ) from exc
+    except httpx.ConnectError as exc:
+        raise ProxyError(
+            502,
+            f"cannot reach the engine: {_describe(exc)}",
+            error_type=errors.PROVIDER_UNAVAILABLE,
+        ) from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise ProxyError(
+            502,
+            f"the engine failed to answer: {_describe(exc)}",
+            error_type=errors.PROVIDER_UNAVAILABLE,
+        ) from exc
+
+
+async def iter_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The engine's body bytes as they arrive; a failure mid-way raises
+    :class:`UpstreamStreamError`.
+    """
+    try:
+        async for chunk in response.aiter_raw():
+            if chunk:
+                yield chunk
+    except httpx.TimeoutException as exc:
+        raise UpstreamStreamError(
+            504, f"the engine stopped sending: {_describe(exc)}", error_type=errors.TIMEOUT
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamStreamError(
+            502,
+            f"the engine broke off its answer: {_describe(exc)}",
+            error_type=errors.PROVIDER_UNAVAILABLE,
+        ) from exc
+
+
+async def error_message(response: httpx.Response) -> str:
+    """The message of an engine's error answer (vLLM: ``{"error": {"message": ...}}``), read with a
+    size cap.
+    """
+    data = bytearray()
+    try:
+        async for chunk in response.aiter_raw():
+            data += chunk
+            if len(data) >= _ERROR_TEXT_LIMIT:
+                break
+    except httpx.HTTPError:
+        pass
+    text = bytes(data[:_ERROR_TEXT_LIMIT]).decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        inner = parsed.get("error", parsed)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+        if isinstance(parsed.get("detail"), str):
+            return str(parsed["detail"])
+    return text.strip() or f"the engine answered {response.status_code}"
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

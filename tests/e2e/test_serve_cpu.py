@@ -1,0 +1,215 @@
+"""``infer serve --profile cpu`` for real: vLLM on the CPU with SmolLM2, LMCache in MP mode.
+
+One server is started for the module (about 40 s) and shared by the tests, in file order; the last
+test stops it the way a user does (Ctrl-C) and checks that nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import descendants, free_port, pid_alive, shm_segments_of
+
+MODEL = "smollm2-135m-instruct"
+LONG_PROMPT = " ".join(
+    f"Paragraph {i}: the quick brown fox jumps over the lazy dog while the river keeps "
+    "flowing past the old mill."
+    for i in range(70)
+)
+
+
+@dataclass
+class Served:
+    url: str
+    process: subprocess.Popen[bytes]
+    stderr: Path
+    home: Path
+    saw_503: bool
+    pids: set[int] = field(default_factory=set)
+
+    def remember_pids(self) -> None:
+        self.pids |= set(descendants(self.process.pid))
+
+
+@pytest.fixture(scope="module")
+def served(cpu_engine: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    from tests.conftest import SHARED_ENGINE_HOME, SHARED_MODELS_HOME
+
+    home = tmp_path_factory.mktemp("serve-home")
+    port = free_port()
+    env = {
+        **os.environ,
+        "INFER_HOME": str(home),
+        "INFER_ENGINE_HOME": str(SHARED_ENGINE_HOME),
+        "INFER_MODELS_HOME": str(SHARED_MODELS_HOME),
+        "NO_COLOR": "1",
+    }
+    stderr = home / "serve.stderr"
+    with stderr.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "infer_cli",
+                "serve",
+                "--profile",
+                "cpu",
+                "--port",
+                str(port),
+                "--no-install",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    url = f"http://127.0.0.1:{port}"
+    saw_503 = False
+    deadline = time.monotonic() + 300
+    served = Served(url=url, process=process, stderr=stderr, home=home, saw_503=False)
+    try:
+        while True:
+            assert process.poll() is None, (
+                f"infer serve exited early:\n{stderr.read_text()[-3000:]}"
+            )
+            assert time.monotonic() < deadline, (
+                f"not ready after 300 s:\n{stderr.read_text()[-3000:]}"
+            )
+            try:
+                response = httpx.get(f"{url}/health", timeout=2)
+                if response.status_code == 503:
+                    saw_503 = True
+                elif response.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            served.remember_pids()
+            time.sleep(0.5)
+        served.saw_503 = saw_503
+        served.remember_pids()
+        yield served
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def chat(url: str, content: str, **extra: object) -> dict[str, object]:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": content}],
+        "temperature": 0,
+        **extra,
+    }
+    response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    result: dict[str, object] = response.json()
+    return result
+
+
+def test_health_is_503_while_starting_then_ready(served: Served) -> None:
+    assert served.saw_503, "the proxy should answer /health with 503 while the engine starts"
+    health = httpx.get(f"{served.url}/health", timeout=5).json()
+    assert health["status"] == "ok"
+    assert health["model"] == MODEL
+    assert health["engine"] == "ready"
+    log = served.stderr.read_text()
+    assert "ready" in log
+    run_dirs = list((served.home / "runs").iterdir())
+    assert len(run_dirs) == 1
+    assert (run_dirs[0] / "vllm.log").stat().st_size > 0
+    assert (run_dirs[0] / "lmcache.log").stat().st_size > 0
+
+
+def test_the_engine_is_only_reachable_through_the_proxy(served: Served) -> None:
+    """It listens on 127.0.0.1 with an internal key: vLLM refuses without it; the proxy adds it."""
+    argv = None
+    for pid in descendants(served.process.pid):
+        try:
+            parts = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in parts and b"--port" in parts:
+            argv = [p.decode() for p in parts]
+            break
+    assert argv is not None, "no vllm serve process found under infer"
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    direct = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+    assert httpx.get(f"{direct}/v1/models", timeout=10).status_code == 401
+    models = httpx.get(f"{served.url}/v1/models", timeout=10).json()
+    assert [m["id"] for m in models["data"]] == [MODEL]
+
+
+def test_chat_completion_through_the_public_port_is_sensible(served: Served) -> None:
+    result = chat(served.url, "What is the capital of France?", max_tokens=30)
+    text = result["choices"][0]["message"]["content"]  # type: ignore[index]
+    assert "Paris" in text
+
+
+def test_streaming_through_the_public_port(served: Served) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Count from one to five."}],
+        "max_tokens": 20,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    pieces = []
+    done = False
+    with httpx.stream(
+        "POST", f"{served.url}/v1/chat/completions", json=body, timeout=120
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            if line == "data: [DONE]":
+                done = True
+                break
+            chunk = json.loads(line.removeprefix("data: "))
+            for choice in chunk.get("choices", []):
+                pieces.append(choice["delta"].get("content") or "")
+    assert done
+    assert len(pieces) > 3
+    assert "".join(pieces).strip()
+
+
+def test_the_same_long_prompt_twice_reports_cached_tokens(served: Served) -> None:
+    first = chat(served.url, LONG_PROMPT + " Summarise.", max_tokens=5)
+    second = chat(served.url, LONG_PROMPT + " Summarise.", max_tokens=5)
+    usage = second["usage"]
+    assert usage["prompt_tokens"] > 1000  # type: ignore[index]
+    cached = usage["prompt_tokens_details"]["cached_tokens"]  # type: ignore[index]
+    assert cached >= 1024, f"expected a prefix-cache hit, got usage {usage} after {first['usage']}"
+
+
+def test_ctrl_c_stops_everything_and_leaves_nothing(served: Served) -> None:
+    served.remember_pids()
+    engine_pids = served.pids - {served.process.pid}
+    assert len(engine_pids) >= 3  # lmcache server, vLLM API server, its engine core
+    segments = shm_segments_of(engine_pids)
+    assert segments, (
+        "LMCache MP mode should have a /dev/shm/lmcache_kv_<pid>_* segment while running"
+    )
+
+    served.process.send_signal(signal.SIGINT)
+    assert served.process.wait(timeout=60) == 0
+    log = served.stderr.read_text()
+    assert "stopping" in log
+    survivors = [pid for pid in engine_pids if pid_alive(pid)]
+    assert survivors == [], f"processes left behind: {survivors}"
+    assert [s for s in segments if s.exists()] == []

@@ -1,0 +1,49 @@
+"""Small helpers shared by tests: ports, process trees, shared memory."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    """True while the pid exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def descendants(root: int) -> list[int]:
+    """The pid and every descendant, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def shm_segments_of(pids: Iterable[int], root: Path = Path("/dev/shm")) -> list[Path]:
+    """LMCache MP mode's per-worker segments: /dev/shm/lmcache_kv_<pid>_*."""
+    found: list[Path] = []
+    for pid in pids:
+        found.extend(root.glob(f"lmcache_kv_{pid}_*"))
+    return found

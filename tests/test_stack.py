@@ -1,0 +1,178 @@
+"""EngineStack against stub engines: start order, failures, watching, stopping, shared memory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from infer_cli.engine import phases
+from infer_cli.engine.process import StartProgress
+from infer_cli.engine.shm import SharedMemoryTracker
+from infer_cli.engine.stack import EngineStack
+from infer_cli.errors import EngineCrashedError, EngineStartError
+from tests.helpers import pid_alive
+from tests.test_process import stub_command, wait_dead, wait_for_file
+
+
+async def test_starts_in_order_and_stops_in_reverse(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    stack = EngineStack(
+        [
+            stub_command("--delay", "1", name="lmcache"),
+            stub_command("--delay", "0.3", name="vllm"),
+        ],
+        run_dir,
+    )
+    assert stack.log_paths == {"lmcache": run_dir / "lmcache.log", "vllm": run_dir / "vllm.log"}
+    events: list[StartProgress] = []
+
+    def on_progress(progress: StartProgress) -> None:
+        events.append(progress)
+        if progress.name == "lmcache" and progress.phase != phases.READY:
+            assert "vllm" not in stack.processes, "vllm started before lmcache was ready"
+            assert not stack.log_paths["vllm"].exists()
+
+    try:
+        await stack.start(on_progress)
+        names = [event.name for event in events]
+        first_vllm = names.index("vllm")
+        assert "vllm" not in names[:first_vllm]
+        assert events[first_vllm - 1] == StartProgress(
+            "lmcache", phases.READY, events[first_vllm - 1].elapsed, 15.0
+        )
+        assert events[-1].name == "vllm" and events[-1].phase == phases.READY
+        assert list(stack.processes) == ["lmcache", "vllm"]
+        pids = [process.pid for process in stack.processes.values()]
+        assert all(pid is not None and pid_alive(pid) for pid in pids)
+    finally:
+        await stack.stop()
+    for process in stack.processes.values():
+        assert process.returncode is not None
+    for path in stack.log_paths.values():
+        assert path.exists()
+    # reverse order: vllm was stopped (and wrote its stop note) before lmcache's note
+    lmcache_log = stack.log_paths["lmcache"].stat().st_mtime_ns
+    vllm_log = stack.log_paths["vllm"].stat().st_mtime_ns
+    assert vllm_log <= lmcache_log
+    await stack.stop()  # idempotent
+
+
+async def test_second_failing_stops_the_first(tmp_path: Path) -> None:
+    stack = EngineStack(
+        [
+            stub_command(name="lmcache"),
+            stub_command("--crash-at-start", "no such model", name="vllm"),
+        ],
+        tmp_path,
+    )
+    with pytest.raises(EngineStartError) as caught:
+        await stack.start()
+    assert "vllm exited with code 3 while starting: ValueError: no such model" in str(caught.value)
+    assert caught.value.log_path == tmp_path / "vllm.log"
+    lmcache = stack.processes["lmcache"]
+    assert lmcache.returncode is not None
+    assert lmcache.pid is not None and not pid_alive(lmcache.pid)
+
+
+async def test_cancel_during_start_stops_everything(tmp_path: Path) -> None:
+    grandchild_file = tmp_path / "worker.pid"
+    stack = EngineStack(
+        [
+            stub_command(name="lmcache"),
+            stub_command("--hang", "--grandchild-pidfile", str(grandchild_file), name="vllm"),
+        ],
+        tmp_path / "run",
+    )
+    starting = asyncio.create_task(stack.start())
+    grandchild = await wait_for_file(grandchild_file)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    for process in stack.processes.values():
+        assert process.returncode is not None
+        assert process.pid is not None and not pid_alive(process.pid)
+    assert await wait_dead(grandchild)
+
+
+async def test_watch_raises_when_a_process_crashes_after_ready(tmp_path: Path) -> None:
+    stack = EngineStack(
+        [
+            stub_command(name="lmcache"),
+            stub_command("--crash-after", "0.5", name="vllm"),
+        ],
+        tmp_path,
+    )
+    try:
+        await stack.start()
+        started = time.monotonic()
+        with pytest.raises(EngineCrashedError) as caught:
+            await asyncio.wait_for(stack.watch(), 10)
+        assert time.monotonic() - started < 5
+        assert (
+            caught.value.message
+            == "vllm exited with code 7: RuntimeError: stub engine died after ready"
+        )
+        assert caught.value.log_path == tmp_path / "vllm.log"
+        assert stack.processes["lmcache"].returncode is None  # the caller decides to stop the rest
+    finally:
+        await stack.stop()
+    assert stack.processes["lmcache"].returncode is not None
+
+
+async def test_watch_returns_when_stopped(tmp_path: Path) -> None:
+    stack = EngineStack([stub_command(name="vllm")], tmp_path)
+    await stack.start()
+    watching = asyncio.create_task(stack.watch())
+    await asyncio.sleep(0.3)
+    assert not watching.done()
+    await stack.stop()
+    await asyncio.wait_for(watching, 5)  # returns quietly, no EngineCrashedError
+    assert stack.processes["vllm"].returncode is not None
+
+
+async def test_stop_removes_only_this_runs_shared_memory(tmp_path: Path) -> None:
+    shm_root = tmp_path / "shm"
+    shm_root.mkdir()
+    decoys = [shm_root / "lmcache_kv_999999_0", shm_root / "psm_somebody_else", shm_root / "other"]
+    for decoy in decoys:
+        decoy.write_bytes(b"keep me")
+    worker_file = tmp_path / "worker.pid"
+    stack = EngineStack(
+        [
+            stub_command("--shm-root", str(shm_root), name="lmcache"),
+            stub_command(
+                "--shm-root",
+                str(shm_root),
+                "--grandchild-pidfile",
+                str(worker_file),
+                "--crash-after",
+                "1.0",
+                name="vllm",
+            ),
+        ],
+        tmp_path / "run",
+        shm=SharedMemoryTracker(shm_root=shm_root),
+    )
+    try:
+        await stack.start()
+        worker = await wait_for_file(worker_file)
+        vllm = stack.processes["vllm"].pid
+        lmcache = stack.processes["lmcache"].pid
+        mine = {
+            shm_root / f"psm_stub{vllm}",
+            shm_root / f"psm_stub{lmcache}",
+            shm_root / f"lmcache_kv_{worker}_0",
+        }
+        # vllm's main process crashes after ready; its worker (a grandchild) still holds its segment
+        with pytest.raises(EngineCrashedError):
+            await asyncio.wait_for(stack.watch(), 10)
+        assert all(path.exists() for path in mine)
+    finally:
+        await stack.stop()
+    assert set(stack.removed) == mine
+    assert not any(path.exists() for path in mine)
+    assert all(decoy.exists() for decoy in decoys)
+    assert await wait_dead(worker)
