@@ -25,11 +25,12 @@ from infer_cli.config.loader import LoadedProfile
 from infer_cli.config.schema import PULLED_PREFIX, Profile
 from infer_cli.engine import launch
 from infer_cli.engine.process import Command, StartProgress
-from infer_cli.errors import EngineCrashedError, EngineNotInstalledError, ModelError
+from infer_cli.errors import EngineCrashedError, EngineNotInstalledError, InferError, ModelError
 
 if TYPE_CHECKING:
     from infer_cli.engine.environment import Step
     from infer_cli.engine.validate import Verdict
+    from infer_cli.proxy.state import UpstreamState
 
 
 class ServeReporter(Protocol):
@@ -102,11 +103,14 @@ def prepare(
                 )
         else:
             environment.install(on_step=_steps(on_step), with_lmcache=profile.lmcache.mode != "off")
-    vllm = _executable(lambda: environment.find_vllm(profile.engine.vllm), "vllm", dry_run)
+    vllm = _executable(
+        lambda: environment.find_vllm(profile.engine.vllm), profile.engine.vllm, "vllm", dry_run
+    )
     lmcache = "lmcache"
     if profile.lmcache.mode == "mp":
         lmcache = _executable(
             lambda: environment.find_lmcache(profile.lmcache.lmcache, Path(vllm)),
+            profile.lmcache.lmcache,
             "lmcache",
             dry_run,
         )
@@ -166,12 +170,12 @@ def resolve_model(
     return source, False
 
 
-def _executable(find: Callable[[], Path], name: str, dry_run: bool) -> str:
+def _executable(find: Callable[[], Path], setting: str, name: str, dry_run: bool) -> str:
     try:
         return str(find())
     except EngineNotInstalledError:
-        if dry_run:
-            return name  # a dry run still shows the command, with the bare name
+        if dry_run:  # a dry run still shows the command, with what the profile names
+            return setting if setting not in ("", "auto") else name
         raise
 
 
@@ -199,24 +203,20 @@ def validate_with_engine(loaded: LoadedProfile) -> Verdict:
 
 
 async def run(plan: ServePlan, reporter: ServeReporter) -> None:
-    """Serve until Ctrl-C / SIGTERM (returns) or until the engine dies (raises)."""
+    """Serve until Ctrl-C / SIGTERM (returns) or until the engine dies (raises).
+
+    SIGHUP restarts vLLM alone: LMCache's server keeps running, and with it the KV cache it holds,
+    so the new vLLM gets cache hits for prompts the old one computed; meanwhile the proxy answers
+    503.
+    """
     from infer_cli.engine.stack import EngineStack
-    from infer_cli.proxy.app import ProxyConfig, create_app
     from infer_cli.proxy.server import ProxyServer, bind
     from infer_cli.proxy.state import UpstreamState
 
     started = time.monotonic()
     sock = bind(plan.host, plan.port)
     state = UpstreamState(url=None, api_key=plan.api_key, model=plan.model)
-    proxy_settings = plan.profile.proxy
-    app = create_app(
-        ProxyConfig(
-            request_timeout=proxy_settings.request_timeout,
-            keepalive_interval=proxy_settings.keepalive_interval,
-        ),
-        state,
-    )
-    server = ProxyServer(app, sock)
+    server = ProxyServer(proxy_app(plan, state), sock)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     stack = EngineStack(plan.commands, plan.run_dir)
 
@@ -224,45 +224,82 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     main = asyncio.current_task()
     assert main is not None
     received: list[str] = []
+    failures: list[InferError] = []
+    restarts: set[asyncio.Task[None]] = set()
+
+    def progress(update: StartProgress) -> None:
+        state.detail = f"{update.name}: {update.phase}"
+        reporter.engine_progress(update)
+
+    async def restart_vllm() -> None:
+        began = time.monotonic()
+        state.status, state.detail = "starting", "restarting vllm"
+        try:
+            await stack.restart("vllm", progress)
+        except InferError as error:
+            failures.append(error)
+            main.cancel()
+            return
+        state.status, state.detail = "ready", ""
+        reporter.ready(server.url, plan.model, time.monotonic() - began, plan.run_dir)
 
     def on_signal(signum: int) -> None:
         received.append(signal.Signals(signum).name)
         if len(received) == 1:
             main.cancel()
 
+    def on_hangup() -> None:
+        if state.status != "ready" or restarts:
+            return  # starting or already restarting: nothing to do
+        reporter.stopping("received SIGHUP: restarting vllm, LMCache keeps running")
+        task = asyncio.create_task(restart_vllm())
+        restarts.add(task)
+        task.add_done_callback(restarts.discard)
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await server.start()
         reporter.proxy_listening(server.url)
-
-        def progress(update: StartProgress) -> None:
-            state.detail = f"{update.name}: {update.phase}"
-            reporter.engine_progress(update)
-
         await stack.start(progress)
         state.url = f"http://{launch.LOOPBACK}:{plan.vllm_port}"
-        state.status = "ready"
-        state.detail = ""
+        state.status, state.detail = "ready", ""
         reporter.ready(server.url, plan.model, time.monotonic() - started, plan.run_dir)
         try:
             await stack.watch()
         except EngineCrashedError as crash:
-            state.status = "failed"
-            state.detail = crash.message
+            state.status, state.detail = "failed", crash.message
             raise
     except asyncio.CancelledError:
+        if failures:
+            state.status, state.detail = "failed", failures[0].message
+            raise failures[0] from None
         if not received:
             raise
         reporter.stopping(f"received {received[0]}")
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+        for task in list(restarts):
+            task.cancel()
         if state.status != "failed":
             state.status = "stopped"
         await _shielded(stack.stop())
         await _shielded(server.stop())
         reporter.stopped()
+
+
+def proxy_app(plan: ServePlan, state: UpstreamState) -> Any:
+    """The proxy's ASGI app for this plan: its settings and listing come from the profile."""
+    from infer_cli.proxy.app import ProxyConfig, create_app
+
+    settings = plan.profile.proxy
+    config = ProxyConfig(
+        request_timeout=settings.request_timeout,
+        keepalive_interval=settings.keepalive_interval,
+    )
+    return create_app(config, state)
 
 
 async def _shielded(coro: Coroutine[Any, Any, None]) -> None:

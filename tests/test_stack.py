@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -176,3 +178,48 @@ async def test_stop_removes_only_this_runs_shared_memory(tmp_path: Path) -> None
     assert not any(path.exists() for path in mine)
     assert all(decoy.exists() for decoy in decoys)
     assert await wait_dead(worker)
+
+
+async def test_restart_replaces_a_process_and_keeps_the_ones_before_it(tmp_path: Path) -> None:
+    stack = EngineStack([stub_command(name="lmcache"), stub_command(name="vllm")], tmp_path)
+    await stack.start()
+    watching = asyncio.create_task(stack.watch())
+    try:
+        lmcache_pid = stack.processes["lmcache"].pid
+        old_vllm = stack.processes["vllm"]
+        await asyncio.wait_for(stack.restart("vllm"), 20)
+        new_vllm = stack.processes["vllm"]
+        assert new_vllm is not old_vllm and new_vllm.pid != old_vllm.pid
+        assert old_vllm.returncode is not None
+        assert new_vllm.returncode is None and new_vllm.phase == phases.READY
+        assert stack.processes["lmcache"].pid == lmcache_pid  # untouched
+        assert lmcache_pid is not None and pid_alive(lmcache_pid)
+        await asyncio.sleep(0.5)
+        assert not watching.done(), "the restart was reported as a crash"
+        # both runs are in the one log, each after its own marker line
+        assert stack.log_paths["vllm"].read_text().count("starting vllm at") == 2
+    finally:
+        await stack.stop()
+    await asyncio.wait_for(watching, 5)
+    assert all(process.returncode is not None for process in stack.processes.values())
+
+
+async def test_a_crash_after_restart_is_still_reported(tmp_path: Path) -> None:
+    stack = EngineStack([stub_command(name="vllm")], tmp_path)
+    await stack.start()
+    watching = asyncio.create_task(stack.watch())
+    try:
+        await stack.restart("vllm")
+        vllm = stack.processes["vllm"]
+        assert vllm.pid is not None
+        os.killpg(vllm.pid, signal.SIGKILL)
+        with pytest.raises(EngineCrashedError, match="vllm"):
+            await asyncio.wait_for(watching, 10)
+    finally:
+        await stack.stop()
+
+
+async def test_restart_of_an_unknown_process_is_refused(tmp_path: Path) -> None:
+    stack = EngineStack([stub_command(name="vllm")], tmp_path)
+    with pytest.raises(ValueError, match="no engine process named 'lmcache'"):
+        await stack.restart("lmcache")

@@ -37,6 +37,7 @@ class EngineStack:
         self.removed: list[Path] = []  # shared-memory files the last stop() removed
         self._processes: dict[str, ManagedProcess] = {}
         self._stopping = False
+        self._restarting: set[str] = set()
         self._stop_lock = asyncio.Lock()
 
     @property
@@ -78,27 +79,34 @@ class EngineStack:
     # -- watch ------------------------------------------------------------------------------------
 
     async def watch(self) -> None:
-        """Return only after stop() was called; raise EngineCrashedError when a process exits."""
+        """Return only after stop() was called; raise EngineCrashedError when a process exits.
+
+        A process that :meth:`restart` is replacing may exit: that is not a crash.
+        """
         if not self._processes:
             raise RuntimeError("the engine stack was not started")
-        waits = {
-            asyncio.ensure_future(process.wait()): name for name, process in self._processes.items()
-        }
+        waits: dict[asyncio.Future[int], ManagedProcess] = {}
         try:
             while True:
                 self._snapshot()
+                watched = set(waits.values())
+                for process in self._processes.values():
+                    if process not in watched:
+                        waits[asyncio.ensure_future(process.wait())] = process
                 done, _ = await asyncio.wait(
                     waits, timeout=SNAPSHOT_INTERVAL, return_when=asyncio.FIRST_COMPLETED
                 )
                 if self._stopping:
                     return
-                if done:
+                for finished in done:
+                    process = waits.pop(finished)
+                    if self._processes.get(process.name) is not process:
+                        continue  # replaced by a restart
+                    if process.name in self._restarting:
+                        continue  # being stopped by a restart
                     self._snapshot()  # what is left of the crashed process's tree, and the others
-                    finished = next(iter(done))
-                    name = waits[finished]
-                    process = self._processes[name]
                     cause = process.cause()
-                    message = f"{name} {exit_text(finished.result())}"
+                    message = f"{process.name} {exit_text(finished.result())}"
                     raise EngineCrashedError(
                         f"{message}: {cause}" if cause else message,
                         log_path=process.log_path,
@@ -109,6 +117,39 @@ class EngineStack:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+
+    # -- restart ----------------------------------------------------------------------------------
+
+    async def restart(
+        self, name: str, on_progress: Callable[[StartProgress], None] | None = None
+    ) -> None:
+        """Stop ``name`` and every process started after it, then start them again in order.
+
+        The processes before it keep running: restarting vLLM keeps LMCache's server (and the KV
+        chunks it holds) up. Each new run appends to the same log file, after a marker line.
+        """
+        names = [command.name for command in self.commands]
+        if name not in names:
+            raise ValueError(f"no engine process named {name!r} (have {names})")
+        if self._stopping:
+            raise RuntimeError("the engine stack is stopping")
+        later = self.commands[names.index(name) :]
+        self._restarting.update(command.name for command in later)
+        try:
+            for command in reversed(later):
+                old = self._processes.get(command.name)
+                if old is not None:
+                    self.shm.snapshot(old.descendants())
+                    await old.stop()
+            for command in later:
+                process = ManagedProcess(command, self.log_paths[command.name])
+                self._processes[command.name] = process
+                await process.start()
+                self._snapshot()
+                await process.wait_ready(on_progress)
+                self._snapshot()
+        finally:
+            self._restarting.difference_update(command.name for command in later)
 
     # -- stop -------------------------------------------------------------------------------------
 

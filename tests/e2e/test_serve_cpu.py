@@ -136,16 +136,7 @@ def test_health_is_503_while_starting_then_ready(served: Served) -> None:
 
 def test_the_engine_is_only_reachable_through_the_proxy(served: Served) -> None:
     """It listens on 127.0.0.1 with an internal key: vLLM refuses without it; the proxy adds it."""
-    argv = None
-    for pid in descendants(served.process.pid):
-        try:
-            parts = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in parts and b"--port" in parts:
-            argv = [p.decode() for p in parts]
-            break
-    assert argv is not None, "no vllm serve process found under infer"
+    _, argv = vllm_process(served)
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
     direct = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
     assert httpx.get(f"{direct}/v1/models", timeout=10).status_code == 401
@@ -195,6 +186,67 @@ def test_the_same_long_prompt_twice_reports_cached_tokens(served: Served) -> Non
     assert usage["prompt_tokens"] > 1000  # type: ignore[index]
     cached = usage["prompt_tokens_details"]["cached_tokens"]  # type: ignore[index]
     assert cached >= 1024, f"expected a prefix-cache hit, got usage {usage} after {first['usage']}"
+
+
+def vllm_process(served: Served) -> tuple[int, list[str]]:
+    """The pid and argv of the ``vllm serve`` process under this ``infer serve``."""
+    for pid in descendants(served.process.pid):
+        try:
+            parts = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(parts) > 2 and parts[1].endswith(b"/vllm") and parts[2] == b"serve":
+            return pid, [p.decode() for p in parts]
+    raise AssertionError("no vllm serve process found under infer")
+
+
+def engine_counter(direct_url: str, name: str) -> float:
+    """The sum of one of vLLM's Prometheus counters over its labels (``/metrics`` is open)."""
+    text = httpx.get(f"{direct_url}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_restarted_vllm_gets_external_cache_hits_from_lmcache(served: Served) -> None:
+    """SIGHUP restarts vLLM alone; LMCache keeps the KV chunks the old vLLM computed."""
+    prompt = LONG_PROMPT.replace("quick brown fox", "slow green turtle") + " Summarise."
+    chat(served.url, prompt, max_tokens=5)
+    served.remember_pids()
+    old_pid, _ = vllm_process(served)
+    lmcache_pids = {
+        pid
+        for pid in descendants(served.process.pid)
+        if b"lmcache" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1]
+    }
+    assert lmcache_pids
+
+    served.process.send_signal(signal.SIGHUP)
+    saw_503 = False
+    deadline = time.monotonic() + 300
+    while True:
+        assert served.process.poll() is None, served.stderr.read_text()[-3000:]
+        assert time.monotonic() < deadline, "vLLM did not come back within 300 s"
+        status = httpx.get(f"{served.url}/health", timeout=5).status_code
+        if status == 503:
+            saw_503 = True
+        elif status == 200 and saw_503:
+            break
+        time.sleep(0.5)
+    served.remember_pids()
+    new_pid, argv = vllm_process(served)
+    assert new_pid != old_pid and not pid_alive(old_pid)
+    assert all(pid_alive(pid) for pid in lmcache_pids), "LMCache's server must survive"
+
+    direct = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+    hits_before = engine_counter(direct, "vllm:external_prefix_cache_hits_total")
+    usage = chat(served.url, prompt, max_tokens=5)["usage"]
+    cached = usage["prompt_tokens_details"]["cached_tokens"]  # type: ignore[index]
+    hits = engine_counter(direct, "vllm:external_prefix_cache_hits_total") - hits_before
+    assert cached >= 1024, f"the new vLLM should reuse LMCache's KV, got usage {usage}"
+    assert hits >= 1024, f"expected external (LMCache) prefix-cache hits, got {hits}"
 
 
 def test_ctrl_c_stops_everything_and_leaves_nothing(served: Served) -> None:
