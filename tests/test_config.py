@@ -202,3 +202,33 @@ def test_starter_extends_base_and_loads_as_the_base(infer_home: Path) -> None:
     assert loaded.profile.lmcache == base.lmcache
     assert "# max_num_seqs = 256" in text
     assert "# [openrouter.pricing]" in text
+
+
+def test_the_prototypes_environment_variables_still_work() -> None:
+    environ = {
+        "MODEL_ID": "my-model",
+        "MODEL_DISPLAY_NAME": "My Model",
+        "MAX_CONTEXT_LENGTH": "16384",
+        "QUANTIZATION": "fp8",
+        "PRICE_PER_PROMPT_TOKEN": "0.0000002",
+        "PRICE_PER_COMPLETION_TOKEN": "0.0000008",
+        "REQUEST_TIMEOUT": "30",
+    }
+    profile = loader.load("h100", environ=environ).profile
+    assert profile.model.name == "my-model"
+    assert profile.model.context_length == 16384
+    assert profile.openrouter.name == "My Model"
+    assert profile.openrouter.quantization == "fp8"
+    assert profile.openrouter.pricing.prompt == "0.0000002"  # kept exact, as a string
+    assert profile.openrouter.pricing.completion == "0.0000008"
+    assert profile.proxy.request_timeout == 30.0
+
+
+def test_infer_variables_win_over_the_prototypes() -> None:
+    environ = {"MODEL_ID": "old-name", "INFER_MODEL__SERVED_NAME": "new-name"}
+    assert loader.load("h100", environ=environ).profile.model.name == "new-name"
+
+
+def test_a_bad_prototype_variable_names_itself() -> None:
+    with pytest.raises(ProfileError, match="MAX_CONTEXT_LENGTH='lots' is not a whole number"):
+        loader.load("h100", environ={"MAX_CONTEXT_LENGTH": "lots"})

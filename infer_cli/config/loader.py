@@ -117,7 +117,8 @@ def load(
     """Resolve, follow ``extends``, apply environment and ``--set`` overrides, and validate."""
     source = resolve(name_or_path)
     data, origins, chain = _read_chain(source, seen=[])
-    for key, value, origin in env_overrides(os.environ if environ is None else environ):
+    environ = os.environ if environ is None else environ
+    for key, value, origin in [*prototype_env_overrides(environ), *env_overrides(environ)]:
         _set_path(data, origins, key, value, origin)
     for item in overrides:
         key, value = parse_assignment(item)
@@ -213,6 +214,44 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any, str]]:
         if parts[0] not in SECTIONS or len(parts) < 2 or not all(parts):
             continue
         found.append((".".join(parts), parse_value(value), f"environment variable {name}"))
+    return found
+
+
+# The earlier prototype's settings (a proxy configured by environment variables) keep working; the
+# INFER_* form of the same key wins when both are set. Prices stay strings (exact decimals).
+PROTOTYPE_ENV: dict[str, tuple[str, type]] = {
+    "MODEL_ID": ("model.served_name", str),
+    "MODEL_DISPLAY_NAME": ("openrouter.name", str),
+    "MAX_CONTEXT_LENGTH": ("model.context_length", int),
+    "QUANTIZATION": ("openrouter.quantization", str),
+    "PRICE_PER_PROMPT_TOKEN": ("openrouter.pricing.prompt", str),
+    "PRICE_PER_COMPLETION_TOKEN": ("openrouter.pricing.completion", str),
+    "REQUEST_TIMEOUT": ("proxy.request_timeout", float),
+    "RATE_LIMIT_REQUESTS_PER_MINUTE": ("proxy.rate_limit_rpm", int),
+    "RATE_LIMIT_TOKENS_PER_MINUTE": ("proxy.rate_limit_tpm", int),
+}
+
+
+_ARTICLE = {int: "a whole number", float: "a number", str: "text"}
+
+
+def prototype_env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any, str]]:
+    """``MODEL_ID=x`` -> ``model.served_name = "x"`` (and the prototype's other variables)."""
+    found: list[tuple[str, Any, str]] = []
+    for name, (key, kind) in PROTOTYPE_ENV.items():
+        text = environ.get(name, "").strip()
+        if not text:
+            continue
+        value: Any = text
+        if kind is not str:
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ProfileError(
+                    f"environment variable {name}={text!r} is not {_ARTICLE[kind]}",
+                    hint=f"fix or unset {name} (it sets {key})",
+                ) from None
+        found.append((key, value, f"environment variable {name}"))
     return found
 
 

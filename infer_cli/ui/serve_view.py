@@ -11,7 +11,7 @@ from infer_cli.ui.console import escape, stderr, stdout
 
 if TYPE_CHECKING:
     from infer_cli.engine.process import StartProgress
-    from infer_cli.serve import ServePlan
+    from infer_cli.serve.plan import ServePlan
 
 
 class ServeView:

@@ -1,47 +1,31 @@
-"""``infer serve``: the one module that knows both the engine and the proxy.
+"""A profile resolved against this machine: executables, the model, ports, the internal key.
 
-It resolves a profile into a launch (executables, model folder, ports, internal key), binds the
-public port first (so a port in use fails in a second, not after a model load), serves ``/health``
-while the engine starts, then starts LMCache and vLLM, watches them, and on Ctrl-C / SIGTERM stops
-everything in order.
+Nothing is started here. On the CPU, what is missing (the engine environment, the model) is built
+when asked to.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
-import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from infer_cli import paths
 from infer_cli.config.loader import LoadedProfile
 from infer_cli.config.schema import PULLED_PREFIX, Profile
 from infer_cli.engine import launch
-from infer_cli.engine.process import Command, StartProgress
-from infer_cli.errors import EngineCrashedError, EngineNotInstalledError, InferError, ModelError
+from infer_cli.engine.process import Command
+from infer_cli.errors import EngineNotInstalledError, ModelError
 
 if TYPE_CHECKING:
     from infer_cli.engine.environment import Step
     from infer_cli.engine.validate import Verdict
-    from infer_cli.proxy.state import UpstreamState
-
-
-class ServeReporter(Protocol):
-    """What ``infer serve`` tells the user; ``infer_cli.ui`` renders it."""
-
-    def step(self, name: str, state: str, elapsed: float) -> None: ...
-    def proxy_listening(self, url: str) -> None: ...
-    def engine_progress(self, progress: StartProgress) -> None: ...
-    def ready(self, url: str, model: str, seconds: float, run_dir: Path) -> None: ...
-    def stopping(self, reason: str) -> None: ...
-    def stopped(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -200,112 +184,3 @@ def validate_with_engine(loaded: LoadedProfile) -> Verdict:
         executable = environment.find_vllm(loaded.profile.engine.vllm)
     model_is_local = Path(vllm.argv[2]).is_dir()
     return validate.validate_vllm_args(executable, vllm.argv[1:], check_model=model_is_local)
-
-
-async def run(plan: ServePlan, reporter: ServeReporter) -> None:
-    """Serve until Ctrl-C / SIGTERM (returns) or until the engine dies (raises).
-
-    SIGHUP restarts vLLM alone: LMCache's server keeps running, and with it the KV cache it holds,
-    so the new vLLM gets cache hits for prompts the old one computed; meanwhile the proxy answers
-    503.
-    """
-    from infer_cli.engine.stack import EngineStack
-    from infer_cli.proxy.server import ProxyServer, bind
-    from infer_cli.proxy.state import UpstreamState
-
-    started = time.monotonic()
-    sock = bind(plan.host, plan.port)
-    state = UpstreamState(url=None, api_key=plan.api_key, model=plan.model)
-    server = ProxyServer(proxy_app(plan, state), sock)
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
-    stack = EngineStack(plan.commands, plan.run_dir)
-
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    assert main is not None
-    received: list[str] = []
-    failures: list[InferError] = []
-    restarts: set[asyncio.Task[None]] = set()
-
-    def progress(update: StartProgress) -> None:
-        state.detail = f"{update.name}: {update.phase}"
-        reporter.engine_progress(update)
-
-    async def restart_vllm() -> None:
-        began = time.monotonic()
-        state.status, state.detail = "starting", "restarting vllm"
-        try:
-            await stack.restart("vllm", progress)
-        except InferError as error:
-            failures.append(error)
-            main.cancel()
-            return
-        state.status, state.detail = "ready", ""
-        reporter.ready(server.url, plan.model, time.monotonic() - began, plan.run_dir)
-
-    def on_signal(signum: int) -> None:
-        received.append(signal.Signals(signum).name)
-        if len(received) == 1:
-            main.cancel()
-
-    def on_hangup() -> None:
-        if state.status != "ready" or restarts:
-            return  # starting or already restarting: nothing to do
-        reporter.stopping("received SIGHUP: restarting vllm, LMCache keeps running")
-        task = asyncio.create_task(restart_vllm())
-        restarts.add(task)
-        task.add_done_callback(restarts.discard)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    try:
-        await server.start()
-        reporter.proxy_listening(server.url)
-        await stack.start(progress)
-        state.url = f"http://{launch.LOOPBACK}:{plan.vllm_port}"
-        state.status, state.detail = "ready", ""
-        reporter.ready(server.url, plan.model, time.monotonic() - started, plan.run_dir)
-        try:
-            await stack.watch()
-        except EngineCrashedError as crash:
-            state.status, state.detail = "failed", crash.message
-            raise
-    except asyncio.CancelledError:
-        if failures:
-            state.status, state.detail = "failed", failures[0].message
-            raise failures[0] from None
-        if not received:
-            raise
-        reporter.stopping(f"received {received[0]}")
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(signum)
-        for task in list(restarts):
-            task.cancel()
-        if state.status != "failed":
-            state.status = "stopped"
-        await _shielded(stack.stop())
-        await _shielded(server.stop())
-        reporter.stopped()
-
-
-def proxy_app(plan: ServePlan, state: UpstreamState) -> Any:
-    """The proxy's ASGI app for this plan: its settings and listing come from the profile."""
-    from infer_cli.proxy.app import ProxyConfig, create_app
-
-    settings = plan.profile.proxy
-    config = ProxyConfig(
-        request_timeout=settings.request_timeout,
-        keepalive_interval=settings.keepalive_interval,
-    )
-    return create_app(config, state)
-
-
-async def _shielded(coro: Coroutine[Any, Any, None]) -> None:
-    """Run a clean-up step to its end even if the surrounding task is being cancelled."""
-    task = asyncio.ensure_future(coro)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
