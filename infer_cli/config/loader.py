@@ -24,7 +24,7 @@ from infer_cli.errors import ProfileError, ProfileNotFoundError, SettingError
 
 ENV_PREFIX = "INFER_"
 ENV_SEPARATOR = "__"
-SECTIONS = ("model", "engine", "lmcache", "proxy", "openrouter")
+SECTIONS = ("model", "engine", "lmcache", "proxy", "openrouter", "sim")
 
 
 def bundled_dir() -> Path:

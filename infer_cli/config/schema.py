@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from infer_cli.sim.settings import SimSettings
+
 PULLED_PREFIX = "infer:"
 """``model.source = "infer:NAME"``: a model that infer prepares itself (``infer pull NAME``)."""
 
@@ -82,6 +84,10 @@ class ModelSection(_Strict):
 
 
 class EngineSection(_Strict):
+    backend: Literal["vllm", "sim"] = Field(
+        default="vllm",
+        description="'vllm', or 'sim': infer's simulated engine (no model, no GPU; see [sim])",
+    )
     vllm: str = Field(
         default="auto",
         description="vLLM executable: 'auto' (infer's engine environment, then PATH), a name "
@@ -296,3 +302,14 @@ class Profile(_Strict):
     lmcache: LMCacheSection = Field(default_factory=LMCacheSection)
     proxy: ProxySection = Field(default_factory=ProxySection)
     openrouter: OpenRouterSection = Field(default_factory=OpenRouterSection)
+    sim: SimSettings = Field(
+        default_factory=SimSettings,
+        description="The simulated engine (engine.backend = 'sim'); its model name and context "
+        "length come from [model]",
+    )
+
+    @model_validator(mode="after")
+    def _sim_alone(self) -> Profile:
+        if self.engine.backend == "sim" and self.lmcache.mode != "off":
+            raise ValueError("the simulated engine runs without LMCache: set lmcache.mode = 'off'")
+        return self

@@ -37,6 +37,7 @@ class LaunchTarget:
         default_factory=dict
     )  # e.g. the CPU engine environment's variables
     offline: bool = False  # the model is a local folder: never ask the hub
+    python: str = "python3"  # the interpreter that runs infer's own simulated engine
 
 
 def shell_line(command: Command) -> str:
@@ -47,6 +48,8 @@ def shell_line(command: Command) -> str:
 
 def plan(profile: Profile, target: LaunchTarget) -> list[Command]:
     """The processes of one run, in start order."""
+    if profile.engine.backend == "sim":
+        return [sim_engine(profile, target)]
     launches = []
     if profile.lmcache.mode == "mp":
         launches.append(lmcache_server(profile.lmcache, target))
@@ -112,6 +115,26 @@ def vllm_serve(profile: Profile, target: LaunchTarget) -> Command:
         health_url=f"http://{LOOPBACK}:{target.port}/health",
         startup_timeout=engine.startup_timeout,
         stop_timeout=engine.stop_timeout,
+    )
+
+
+def sim_engine(profile: Profile, target: LaunchTarget) -> Command:
+    """infer's simulated engine as a child process, started and watched exactly like vLLM."""
+    settings = profile.sim.model_copy(
+        update={
+            "model": profile.model.name,
+            "context_length": profile.model.context_length or profile.sim.context_length,
+        }
+    )
+    argv = [target.python, "-m", "infer_cli.sim", "--host", LOOPBACK, "--port", str(target.port)]
+    argv += ["--settings-json", settings.model_dump_json(exclude_defaults=True)]
+    return Command(
+        name="sim",
+        argv=argv,
+        env={"VLLM_API_KEY": target.api_key},
+        health_url=f"http://{LOOPBACK}:{target.port}/health",
+        startup_timeout=profile.engine.startup_timeout,
+        stop_timeout=profile.engine.stop_timeout,
     )
 
 

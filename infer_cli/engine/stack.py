@@ -91,8 +91,13 @@ class EngineStack:
                 self._snapshot()
                 watched = set(waits.values())
                 for process in self._processes.values():
-                    if process not in watched:
+                    if process not in watched and process.pid is not None:
                         waits[asyncio.ensure_future(process.wait())] = process
+                if not waits:  # a restart is between stopping the old process and starting anew
+                    if self._stopping:
+                        return
+                    await asyncio.sleep(0.1)
+                    continue
                 done, _ = await asyncio.wait(
                     waits, timeout=SNAPSHOT_INTERVAL, return_when=asyncio.FIRST_COMPLETED
                 )

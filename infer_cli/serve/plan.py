@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from infer_cli.config.loader import LoadedProfile
 from infer_cli.config.schema import PULLED_PREFIX, Profile
 from infer_cli.engine import launch
 from infer_cli.engine.process import Command
-from infer_cli.errors import EngineNotInstalledError, ModelError
+from infer_cli.errors import EngineNotInstalledError, ModelError, ProfileError
 
 if TYPE_CHECKING:
     from infer_cli.engine.environment import Step
@@ -73,9 +74,41 @@ def prepare(
     dry_run: bool = False,
 ) -> ServePlan:
     """Resolve executables, the model and ports; on the CPU, build what is missing (``install``)."""
+    profile = loaded.profile
+    run_dir = paths.runs_home() / f"{time.strftime('%Y%m%d-%H%M%S')}-{loaded.name}-{os.getpid()}"
+    if profile.engine.backend == "sim":
+        target = launch.LaunchTarget(
+            vllm="vllm",
+            model=profile.model.name,
+            port=free_port(),
+            api_key=secrets.token_urlsafe(24),
+            run_dir=run_dir,
+            python=sys.executable,
+        )
+    else:
+        target = _engine_target(profile, run_dir, install=install, on_step=on_step, dry_run=dry_run)
+    return ServePlan(
+        profile=profile,
+        profile_name=loaded.name,
+        commands=launch.plan(profile, target),
+        run_dir=run_dir,
+        host=host if host is not None else profile.proxy.host,
+        port=port if port is not None else profile.proxy.port,
+        api_key=target.api_key,
+        vllm_port=target.port,
+    )
+
+
+def _engine_target(
+    profile: Profile,
+    run_dir: Path,
+    *,
+    install: bool,
+    on_step: Callable[[str, str, float], None] | None,
+    dry_run: bool,
+) -> launch.LaunchTarget:
     from infer_cli.engine import environment
 
-    profile = loaded.profile
     device = profile.engine.device if profile.engine.device != "auto" else detect_device()
     managed = profile.engine.vllm == "auto" and device == "cpu"
     if managed and not environment.is_ready():
@@ -99,32 +132,18 @@ def prepare(
             dry_run,
         )
     model, offline = resolve_model(profile, install=install and not dry_run, on_step=on_step)
-
-    run_dir = paths.runs_home() / f"{time.strftime('%Y%m%d-%H%M%S')}-{loaded.name}-{os.getpid()}"
-    env: dict[str, str] = environment.engine_env() if managed else {}
-    vllm_port = free_port()
-    target = launch.LaunchTarget(
+    return launch.LaunchTarget(
         vllm=vllm,
         model=model,
-        port=vllm_port,
+        port=free_port(),
         api_key=secrets.token_urlsafe(24),
         device=device,
         lmcache=lmcache,
         lmcache_port=profile.lmcache.port or free_port(),
         lmcache_http_port=profile.lmcache.http_port or free_port(),
         run_dir=run_dir,
-        env=env,
+        env=environment.engine_env() if managed else {},
         offline=offline,
-    )
-    return ServePlan(
-        profile=profile,
-        profile_name=loaded.name,
-        commands=launch.plan(profile, target),
-        run_dir=run_dir,
-        host=host if host is not None else profile.proxy.host,
-        port=port if port is not None else profile.proxy.port,
-        api_key=target.api_key,
-        vllm_port=vllm_port,
     )
 
 
@@ -176,7 +195,13 @@ def validate_with_engine(loaded: LoadedProfile) -> Verdict:
     from infer_cli.engine import validate
 
     plan = prepare(loaded, install=False, dry_run=True)
-    vllm = next(item for item in plan.commands if item.name == "vllm")
+    vllm = next((item for item in plan.commands if item.name == "vllm"), None)
+    if vllm is None:
+        raise ProfileError(
+            f"profile {loaded.name} runs infer's simulated engine: there is no vLLM command "
+            "line to check",
+            hint="drop --engine",
+        )
     executable = Path(vllm.argv[0])
     if not executable.is_absolute():
         from infer_cli.engine import environment

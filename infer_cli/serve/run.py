@@ -55,6 +55,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     received: list[str] = []
     failures: list[InferError] = []
     restarts: set[asyncio.Task[None]] = set()
+    engine = plan.commands[-1].name  # vllm (or the simulator); LMCache's server comes before it
 
     def progress(update: StartProgress) -> None:
         state.detail = f"{update.name}: {update.phase}"
@@ -62,9 +63,9 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
 
     async def restart_vllm() -> None:
         began = time.monotonic()
-        state.status, state.detail = "starting", "restarting vllm"
+        state.status, state.detail = "starting", f"restarting {engine}"
         try:
-            await stack.restart("vllm", progress)
+            await stack.restart(engine, progress)
         except InferError as error:
             failures.append(error)
             main.cancel()
@@ -80,7 +81,10 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     def on_hangup() -> None:
         if state.status != "ready" or restarts:
             return  # starting or already restarting: nothing to do
-        reporter.stopping("received SIGHUP: restarting vllm, LMCache keeps running")
+        kept = ", ".join(command.name for command in plan.commands[:-1])
+        reporter.stopping(
+            f"received SIGHUP: restarting {engine}" + (f", {kept} keeps running" if kept else "")
+        )
         task = asyncio.create_task(restart_vllm())
         restarts.add(task)
         task.add_done_callback(restarts.discard)

@@ -1,0 +1,96 @@
+"""``infer serve --profile sim`` as a user runs it: the whole composer (proxy, supervised engine
+process, signals) with infer's simulated engine as the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import descendants, free_port, pid_alive
+
+
+def wait_health(url: str, process: subprocess.Popen[bytes], want: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, "infer serve exited"
+        assert time.monotonic() < deadline, f"/health never answered {want}"
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == want:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def served(infer_home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {**os.environ, "NO_COLOR": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infer_cli", "serve", "--profile", "sim", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_health(url, process, 200)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def ask(url: str) -> dict[str, object]:
+    body = {"model": "sim-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    result: dict[str, object] = response.json()
+    return result
+
+
+def test_serve_sim_answers_restarts_on_sighup_and_stops_on_sigterm(
+    served: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    url, process = served
+    assert ask(url)["model"] == "sim-model"
+    engine = [pid for pid in descendants(process.pid) if pid != process.pid]
+    assert engine, "the simulated engine runs as a child process"
+
+    process.send_signal(signal.SIGHUP)
+    wait_health(url, process, 503, timeout=10)
+    wait_health(url, process, 200)
+    assert ask(url)["usage"]
+    assert not any(pid_alive(pid) for pid in engine), "the old engine process must be gone"
+    engine = [pid for pid in descendants(process.pid) if pid != process.pid]
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert process.stderr is not None
+    log = process.stderr.read().decode()
+    assert "restarting sim" in log and "stopped" in log
+    assert "Traceback" not in log
+    assert not any(pid_alive(pid) for pid in engine)
+
+
+def test_a_crashed_engine_takes_serve_down_with_the_cause(
+    served: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    _, process = served
+    engine = [pid for pid in descendants(process.pid) if pid != process.pid]
+    for pid in engine:
+        os.kill(pid, signal.SIGKILL)
+    assert process.wait(timeout=30) == 1
+    assert process.stderr is not None
+    last = process.stderr.read().decode().strip().splitlines()[-1]
+    assert last.startswith("error: sim") and "log:" in last
