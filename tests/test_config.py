@@ -10,7 +10,7 @@ from infer_cli.config import loader, writer
 from infer_cli.config.schema import parse_size
 from infer_cli.errors import ProfileError, ProfileNotFoundError, SettingError
 
-BUNDLED = ["a100-80gb", "cpu", "h100", "h100x8", "h200", "l40s", "multinode"]
+BUNDLED = ["a100-80gb", "cpu", "h100", "h100x8", "h200", "l40s", "multinode", "sim"]
 
 
 def write(path: Path, text: str) -> Path:

@@ -32,6 +32,7 @@ def target(device: str) -> launch.LaunchTarget:
         run_dir=Path("/runs/1"),
         env={"TMPDIR": "/cache/tmp"} if device == "cpu" else {},
         offline=device == "cpu",
+        python="/opt/infer/bin/python",
     )
 
 
