@@ -29,6 +29,25 @@ def serve(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the engine command lines as shell and exit.")
     ] = False,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            "--upstream",
+            envvar=["INFER_UPSTREAM", "VLLM_BASE_URL"],
+            help="Proxy only: front an engine that is already running at this URL "
+            "(starts no engine).",
+            show_default=False,
+        ),
+    ] = None,
+    upstream_key: Annotated[
+        str | None,
+        typer.Option(
+            "--upstream-key",
+            envvar="INFER_UPSTREAM_API_KEY",
+            help="API key the upstream engine expects (sent as Authorization: Bearer).",
+            show_default=False,
+        ),
+    ] = None,
     install: Annotated[
         bool,
         typer.Option(
@@ -46,6 +65,25 @@ def serve(
 
     loaded = loader.load(profile or service.default_profile(), overrides=overrides or ())
     view = ServeView()
+    if upstream:
+        from infer_cli.serve.front import run_front, upstream_base
+
+        base = upstream_base(upstream)
+        if dry_run:
+            view.dry_run_front(loaded.name, base, host or loaded.profile.proxy.host,
+                               port if port is not None else loaded.profile.proxy.port)  # fmt: skip
+            return
+        asyncio.run(
+            run_front(
+                loaded.profile,
+                upstream=base,
+                api_key=upstream_key,
+                host=host if host is not None else loaded.profile.proxy.host,
+                port=port if port is not None else loaded.profile.proxy.port,
+                reporter=view,
+            )
+        )
+        return
     plan = service.prepare(
         loaded, host=host, port=port, install=install, on_step=view.step, dry_run=dry_run
     )

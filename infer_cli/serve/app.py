@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from infer_cli.config.schema import Profile
     from infer_cli.proxy.state import UpstreamState
-    from infer_cli.serve.plan import ServePlan
 
 
-def proxy_app(plan: ServePlan, state: UpstreamState) -> Any:
-    """The proxy's ASGI app for this plan: its settings and listing come from the profile."""
+def proxy_app(profile: Profile, state: UpstreamState) -> Any:
+    """The proxy's ASGI app: its settings and listing come from the profile."""
     from infer_cli.proxy.app import ProxyConfig, create_app
 
-    settings = plan.profile.proxy
+    settings = profile.proxy
     config = ProxyConfig(
         request_timeout=settings.request_timeout,
         keepalive_interval=settings.keepalive_interval,

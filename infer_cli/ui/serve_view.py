@@ -47,9 +47,12 @@ class ServeView:
         else:
             self._status.update(text)
 
-    def ready(self, url: str, model: str, seconds: float, run_dir: Path) -> None:
+    def ready(self, url: str, model: str, seconds: float, run_dir: Path | None) -> None:
         self._stop_status()
-        stderr.print(f"[green]✓[/] engine ready in {seconds:.0f}s — logs in {run_dir}")
+        if run_dir is None:
+            stderr.print("[green]✓[/] upstream ready")
+        else:
+            stderr.print(f"[green]✓[/] engine ready in {seconds:.0f}s — logs in {run_dir}")
         stderr.print(
             f"[bold]infer[/] serving [bold]{escape(model)}[/] at [bold]{url}[/]  (Ctrl-C to stop)"
         )
@@ -58,6 +61,10 @@ class ServeView:
             f'-d \'{{"model": "{escape(model)}", "messages": [{{"role": "user", '
             f'"content": "Hello"}}]}}\'[/]'
         )
+
+    def warning(self, message: str) -> None:
+        self._stop_status()
+        stderr.print(f"[yellow]![/] {escape(message)}")
 
     def stopping(self, reason: str) -> None:
         self._stop_status()
@@ -75,6 +82,10 @@ class ServeView:
         for command in plan.commands:
             stdout.out(f"\n# {command.name} (ready when {command.health_url} answers 200)")
             stdout.out(shell_line(command))
+
+    def dry_run_front(self, profile: str, upstream: str, host: str, port: int) -> None:
+        stdout.out(f"# infer serve --profile {profile} --upstream {upstream}: proxy only")
+        stdout.out(f"# no engine is started; http://{host}:{port} forwards to {upstream}")
 
     def _stop_status(self) -> None:
         if self._status is not None:
