@@ -30,6 +30,17 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def shared_homes() -> dict[str, str]:
+    """The built engine and models, found before INFER_HOME points at a temporary folder."""
+    from infer_cli import paths
+
+    return {
+        "INFER_ENGINE_HOME": str(paths.engine_home()),
+        "INFER_MODELS_HOME": str(paths.models_home()),
+    }
 
 
 def free_port() -> int:
@@ -127,11 +138,12 @@ def run_infer(home: Path, timeout: float) -> dict[str, float]:
     port = free_port()
     env = {**os.environ, "INFER_HOME": str(home), "NO_COLOR": "1"}
     started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infer_cli", "serve", "--profile", "cpu", "--port", str(port),
-         "--no-install"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    with open(home / "serve.stderr", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infer_cli", "serve", "--profile", "cpu", "--port", str(port),
+             "--no-install"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
     memory = PeakMemory([process.pid])
     try:
         wait_ok(f"http://127.0.0.1:{port}/health", started + timeout, process)
@@ -147,7 +159,6 @@ def run_infer(home: Path, timeout: float) -> dict[str, float]:
 def bare_commands(home: Path) -> list[dict[str, object]]:
     """The exact commands infer would run, from its own launch planner."""
     os.environ["INFER_HOME"] = str(home)
-    sys.path.insert(0, str(ROOT))
     from infer_cli import serve
     from infer_cli.config import loader
 
@@ -194,6 +205,7 @@ def main() -> None:
     options = parser.parse_args()
 
     results: dict[str, list[dict[str, float]]] = {"infer": [], "bare": []}
+    os.environ.update(shared_homes())
     with tempfile.TemporaryDirectory(prefix="infer-startup-") as tmp:
         home = Path(tmp)
         for index in range(options.runs):

@@ -1,9 +1,12 @@
 """A small real upstream for proxy tests: vLLM's OpenAI routes, served by uvicorn in the test loop.
 
-It mimics what the proxy relies on: ``GET /v1/models``, ``POST /v1/chat/completions`` (plain and
-streamed, with configurable delays before the headers, before the first token and between chunks),
-checks the internal key like ``vllm serve --api-key``, notices a client that goes away (as vLLM
-aborts the request) and records what it saw. ``/v1/echo`` answers with the request it received.
+It mimics what the proxy relies on: ``GET /v1/models``, ``POST /v1/chat/completions`` and
+``/v1/completions`` (plain and streamed, with configurable delays before the headers, before the
+first token and between chunks; the usage chunk when ``stream_options.include_usage`` asks for it,
+with ``prompt_tokens_details.cached_tokens`` like ``--enable-prompt-tokens-details``), checks the
+internal key like ``vllm serve --api-key``, notices a client that goes away (as vLLM aborts the
+request) and records what it saw. It can fail in vLLM's ways: an error status, an in-stream error
+event, a dropped connection, a garbled answer. ``/v1/echo`` answers with the request it received.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import uvicorn
@@ -39,6 +42,24 @@ class FakeUpstream:
     """Answer chat completions with this error status (after ``header_delay``)."""
     break_after: int | None = None
     """Drop the connection after this many content chunks of a stream."""
+    error_after: int | None = None
+    """Send vLLM's in-stream error event (then ``[DONE]``) after this many content chunks."""
+    gap_after: int | None = None
+    """Pause ``gap`` seconds after this many content chunks of a stream."""
+    gap: float = 0.0
+    prompt_tokens: int = 5
+    cached_tokens: int | None = None
+    """``usage.prompt_tokens_details.cached_tokens``; None: no details (as without the flag)."""
+    finish_reason: str = "stop"
+    usage_in_stream: bool = True
+    """Honour ``stream_options.include_usage`` (False: never send the usage chunk)."""
+    garbled: bool = False
+    """Answer a plain completion with 200 and a body that is not JSON."""
+    gate: asyncio.Event | None = None
+    """When set, chat completions wait for this event (after being recorded) before answering."""
+    metrics_text: str = "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 0\n"
+    """What ``GET /metrics`` answers (vLLM's Prometheus text)."""
+    metrics_delay: float = 0.0
 
     requests: list[dict[str, Any]] = field(default_factory=list)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -47,6 +68,7 @@ class FakeUpstream:
     """Set when a streamed answer was sent to its end."""
     cancelled_at: float | None = None
     finished_at: float | None = None
+    served: int = 0
 
     _server: Any = None
     _sock: socket.socket | None = None
@@ -58,6 +80,13 @@ class FakeUpstream:
         host, port = self._sock.getsockname()[:2]
         return f"http://{host}:{port}"
 
+    def reset(self) -> None:
+        """Back to the defaults, with nothing seen (for a fake shared by several tests)."""
+        fresh = FakeUpstream(api_key=self.api_key, model=self.model)
+        for item in fields(self):
+            if not item.name.startswith("_") and item.name not in ("api_key", "model", "served"):
+                setattr(self, item.name, getattr(fresh, item.name))
+
     # --- running ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -65,7 +94,9 @@ class FakeUpstream:
             routes=[
                 Route("/v1/models", self._models, methods=["GET"]),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/completions", self._chat, methods=["POST"]),
                 Route("/v1/echo", self._echo, methods=["GET", "POST", "PUT", "DELETE"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
             ]
         )
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only for that protocol.
@@ -134,6 +165,12 @@ class FakeUpstream:
             }
         )
 
+    async def _metrics(self, request: Request) -> Response:
+        # Like vLLM: open even with --api-key.
+        await self._record(request)
+        await asyncio.sleep(self.metrics_delay)
+        return Response(self.metrics_text, media_type="text/plain; version=0.0.4")
+
     async def _echo(self, request: Request) -> Response:
         body = await self._record(request)
         if denied := self._unauthorized(request):
@@ -155,6 +192,8 @@ class FakeUpstream:
         if denied := self._unauthorized(request):
             return denied
         payload = json.loads(raw)
+        if self.gate is not None:
+            await self.gate.wait()
         if not await self._wait(request, self.header_delay):
             return Response(status_code=499)
         if self.fail_status is not None:
@@ -170,48 +209,99 @@ class FakeUpstream:
                 status_code=self.fail_status,
             )
         created = int(time.time())
+        text = request.url.path == "/v1/completions"
+        self.served += 1
+        completion_id = f"{'cmpl' if text else 'chatcmpl'}-fake{self.served}"
         if payload.get("stream"):
-            return StreamingResponse(self._stream(created), media_type="text/event-stream")
+            options = payload.get("stream_options") or {}
+            usage = self.usage_in_stream and options.get("include_usage") is True
+            return StreamingResponse(
+                self._stream(completion_id, created, text=text, usage=usage),
+                media_type="text/event-stream",
+            )
         if not await self._wait(request, self.first_token_delay):
             return Response(status_code=499)
-        text = "".join(CONTENT[: self.chunks])
+        if self.garbled:
+            return Response(b"<html>oops", media_type="application/json")
+        content = "".join(CONTENT[: self.chunks])
+        choice: dict[str, Any] = {"index": 0, "finish_reason": self.finish_reason}
+        if text:
+            choice["text"] = content
+        else:
+            choice["message"] = {"role": "assistant", "content": content}
         return JSONResponse(
             {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
+                "id": completion_id,
+                "object": "text_completion" if text else "chat.completion",
                 "created": created,
                 "model": self.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 5, "completion_tokens": self.chunks, "total_tokens": 9},
+                "choices": [choice],
+                "usage": self.usage(),
             }
         )
 
-    async def _stream(self, created: int) -> AsyncIterator[bytes]:
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            body = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
+    def usage(self) -> dict[str, Any]:
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.chunks,
+            "total_tokens": self.prompt_tokens + self.chunks,
+        }
+        if self.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
+
+    async def _stream(
+        self, completion_id: str, created: int, *, text: bool, usage: bool
+    ) -> AsyncIterator[bytes]:
+        def event(body: dict[str, Any]) -> bytes:
             return f"data: {json.dumps(body)}\n\n".encode()
+
+        def chunk(content: str | None, finish: str | None = None) -> bytes:
+            choice: dict[str, Any] = {"index": 0}
+            if text:
+                choice["text"] = content or ""
+            else:
+                choice["delta"] = {} if content is None else {"content": content}
+                if content == "":
+                    choice["delta"]["role"] = "assistant"
+            choice["finish_reason"] = finish
+            return event(
+                {
+                    "id": completion_id,
+                    "object": "text_completion" if text else "chat.completion.chunk",
+                    "created": created,
+                    "model": self.model,
+                    "choices": [choice],
+                }
+            )
 
         try:
             await asyncio.sleep(self.first_token_delay)
-            yield chunk({"role": "assistant", "content": ""})
+            if not text:
+                yield chunk("")
             for index in range(self.chunks):
                 if self.break_after is not None and index >= self.break_after:
                     raise ConnectionAbortedError("fake upstream breaks off")
+                if self.error_after is not None and index >= self.error_after:
+                    yield event({"error": {"message": "fake engine error", "code": 500}})
+                    yield b"data: [DONE]\n\n"
+                    return
+                if self.gap_after is not None and index == self.gap_after:
+                    await asyncio.sleep(self.gap)
                 await asyncio.sleep(self.chunk_delay)
-                yield chunk({"content": CONTENT[index % len(CONTENT)]})
-            yield chunk({}, "stop")
+                yield chunk(CONTENT[index % len(CONTENT)])
+            yield chunk(None, self.finish_reason)
+            if usage:
+                yield event(
+                    {
+                        "id": completion_id,
+                        "object": "text_completion" if text else "chat.completion.chunk",
+                        "created": created,
+                        "model": self.model,
+                        "choices": [],
+                        "usage": self.usage(),
+                    }
+                )
             yield b"data: [DONE]\n\n"
             self.finished_at = time.monotonic()
             self.finished.set()

@@ -74,9 +74,7 @@ def test_profiles_list_shows_every_bundled_profile() -> None:
 
 def test_profiles_show_applies_set_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFER_ENGINE__MAX_NUM_SEQS", "96")
-    result = runner.invoke(
-        app, ["profiles", "show", "h100", "--set", "proxy.port=9000", "--json"]
-    )
+    result = runner.invoke(app, ["profiles", "show", "h100", "--set", "proxy.port=9000", "--json"])
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert shown["engine"]["max_num_seqs"] == 96
@@ -196,6 +194,14 @@ def stub_vllm(tmp_path: Path, *stub_args: str) -> Path:
     return script
 
 
+def external_serve(vllm: Path, model: Path, *extra: str) -> list[str]:
+    """``infer serve`` on a GPU-style profile with this vllm executable and model folder."""
+    return [
+        *["serve", "--profile", "h100", *EXTERNAL, "--set", f"engine.vllm={vllm}"],
+        *["--set", f"model.source={model}", *extra],
+    ]
+
+
 def test_port_in_use_is_one_line_before_any_engine_starts(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
@@ -207,8 +213,7 @@ def test_port_in_use_is_one_line_before_any_engine_starts(tmp_path: Path) -> Non
         port = busy.getsockname()[1]
         result = runner.invoke(
             app,
-            ["serve", "--profile", "h100", *EXTERNAL, "--set", f"engine.vllm={vllm}"]
-            + ["--set", f"model.source={tmp_path / 'model'}", "--port", str(port)],
+            external_serve(vllm, tmp_path / "model", "--port", str(port)),
         )
     line = one_line_error(result, 1)
     assert f"port {port} on 127.0.0.1" in line and "--port" in line
@@ -221,8 +226,7 @@ def test_engine_crash_at_start_is_one_line_with_the_cause(tmp_path: Path) -> Non
     vllm = stub_vllm(tmp_path, "--crash-at-start", "'CUDA out of memory'")
     result = runner.invoke(
         app,
-        ["serve", "--profile", "h100", *EXTERNAL, "--set", f"engine.vllm={vllm}"]
-        + ["--set", f"model.source={tmp_path / 'model'}", "--port", "0"],
+        external_serve(vllm, tmp_path / "model", "--port", "0"),
     )
     line = one_line_error(result, 1)
     assert "vllm" in line and "CUDA out of memory" in line and "log:" in line
@@ -235,9 +239,9 @@ def test_engine_hanging_at_start_times_out_with_one_line(tmp_path: Path) -> None
     vllm = stub_vllm(tmp_path, "--hang", "--pidfile", str(pidfile))
     result = runner.invoke(
         app,
-        ["serve", "--profile", "h100", *EXTERNAL, "--set", f"engine.vllm={vllm}"]
-        + ["--set", f"model.source={tmp_path / 'model'}", "--port", "0"]
-        + ["--set", "engine.startup_timeout=3"],
+        external_serve(
+            vllm, tmp_path / "model", "--port", "0", "--set", "engine.startup_timeout=3"
+        ),
     )
     line = one_line_error(result, 1)
     assert "3" in line and "vllm" in line

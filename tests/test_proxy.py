@@ -122,17 +122,21 @@ async def test_health_is_503_while_starting_then_200_when_ready(proxy: ProxyFact
 # --- passthrough ------------------------------------------------------------------------------
 
 
-async def test_models_pass_through_on_both_prefixes(
+async def test_models_are_served_by_the_proxy_on_both_prefixes(
     proxy: ProxyFactory, fake: FakeUpstream
 ) -> None:
     async with proxy() as (url, _), client(url) as http:
-        for path in ("/v1/models", "/api/v1/models"):
-            response = await http.get(path)
-            assert response.status_code == 200
-            assert response.headers["content-type"] == "application/json"
-            assert response.json()["data"][0]["id"] == "fake/model"
-            assert response.json()["data"][0]["max_model_len"] == 8192
-    assert [seen["path"] for seen in fake.requests] == ["/v1/models", "/v1/models"]
+        openai = await http.get("/v1/models")
+        openrouter = await http.get("/api/v1/models")
+        again = await http.get("/v1/models")
+    for response in (openai, openrouter, again):
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["data"][0]["id"] == "fake/model"
+    # Without a profile context length, the engine's max_model_len, read once.
+    assert openai.json()["data"][0]["max_model_len"] == 8192
+    assert openrouter.json()["data"][0]["context_length"] == 8192
+    assert [seen["path"] for seen in fake.requests] == ["/v1/models"]
 
 
 async def test_chat_completion_passes_through(proxy: ProxyFactory, fake: FakeUpstream) -> None:
@@ -166,8 +170,11 @@ async def test_stream_arrives_chunk_by_chunk(proxy: ProxyFactory, fake: FakeUpst
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line[6:]) for line in lines[:-1]]
     assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
-    text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
+    text = "".join(
+        chunk["choices"][0]["delta"].get("content", "") for chunk in chunks if chunk["choices"]
+    )
     assert text == "Hello, world!"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
 
 
 async def test_internal_key_replaces_the_clients_and_headers_are_filtered(
@@ -234,17 +241,17 @@ async def test_502_when_the_upstream_is_down(proxy: ProxyFactory) -> None:
     async with proxy(upstream_url=down, keepalive_interval=0.2) as (url, _), client(url) as http:
         plain = await http.post("/v1/chat/completions", json=CHAT)
         streamed = await http.post("/v1/chat/completions", json=STREAM)
-        listing = await http.get("/api/v1/models")
-    for response in (plain, streamed, listing):
+        other = await http.get("/api/v1/echo")
+    for response in (plain, streamed, other):
         assert_error(response, 502, "provider_unavailable")
 
 
-async def test_504_when_the_upstream_stays_silent(proxy: ProxyFactory, fake: FakeUpstream) -> None:
+async def test_408_when_the_upstream_stays_silent(proxy: ProxyFactory, fake: FakeUpstream) -> None:
     fake.header_delay = 3.0
     async with proxy(request_timeout=0.3) as (url, _), client(url) as http:
         started = time.monotonic()
         response = await http.post("/v1/chat/completions", json=CHAT)
-    assert_error(response, 504, "timeout")
+    assert_error(response, 408, "timeout")
     assert time.monotonic() - started < 2.5
 
 
@@ -362,7 +369,8 @@ async def test_an_error_after_keepalives_began_is_an_error_event(
         status, raw = await read_stream(http, STREAM)
     assert status == 200
     events = [block for block in raw.split(b"\n\n") if block.startswith(b"data:")]
-    assert len(events) == 1
+    assert len(events) == 2
+    assert events[1] == b"data: [DONE]"
     chunk = json.loads(events[0][6:])
     assert chunk["object"] == "chat.completion.chunk"
     assert chunk["error"]["code"] == 400
@@ -416,14 +424,19 @@ async def test_client_disconnect_while_a_plain_answer_is_pending(
     assert fake.cancelled_at is not None and fake.cancelled_at - left < 1.0
 
 
-async def test_upstream_breaking_off_mid_stream_breaks_the_client_stream(
+async def test_upstream_breaking_off_mid_stream_ends_with_an_error_chunk(
     proxy: ProxyFactory, fake: FakeUpstream
 ) -> None:
     fake.break_after, fake.chunks = 2, 4
     async with proxy() as (url, _), client(url) as http:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await read_stream(http, STREAM)
+        status, raw = await read_stream(http, STREAM)
         assert (await http.get("/health")).status_code == 200
+    assert status == 200
+    events = [block for block in raw.split(b"\n\n") if block.startswith(b"data:")]
+    assert events[-1] == b"data: [DONE]"
+    last = json.loads(events[-2][6:])
+    assert last["error"]["code"] == 502
+    assert last["choices"][0]["finish_reason"] == "error"
 
 
 # --- the server -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from infer_cli.sim.settings import SimSettings
 
@@ -225,6 +225,48 @@ class ProxySection(_Strict):
     keepalive_interval: float = Field(
         default=10.0, gt=0, description="Seconds between SSE keep-alive comments while waiting"
     )
+    max_body_bytes: int | str = Field(
+        default="10M", description="Largest request body accepted (bytes or '10M'); more: 413"
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys clients must send as 'Authorization: Bearer'; prefer api_keys_file "
+        "or INFER_API_KEYS (none anywhere: the proxy is open)",
+    )
+    api_keys_file: str | None = Field(
+        default=None,
+        description="File of 'name:sha256' lines written by 'infer keys add' "
+        "(default: api_keys in infer's home, when it exists)",
+    )
+    protect_health: bool = Field(default=False, description="Require a key for /health")
+    protect_metrics: bool = Field(default=False, description="Require a key for /metrics")
+    rate_limit_rpm: int | None = Field(
+        default=None, ge=0, description="Requests per minute per key (0 or unset: no limit)"
+    )
+    rate_limit_tpm: int | None = Field(
+        default=None, ge=0, description="Prompt + completion tokens per minute per key"
+    )
+    max_concurrent_per_key: int | None = Field(
+        default=None, ge=0, description="Requests in flight per key; one more gets 429"
+    )
+    max_concurrent: int | None = Field(
+        default=None,
+        ge=0,
+        description="Requests in flight over all keys; one more gets 429 at once (no queue)",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed (empty: no CORS headers)"
+    )
+    engine_metrics: bool = Field(
+        default=True, description="Append the engine's own Prometheus metrics to /metrics"
+    )
+    engine_metrics_timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("max_body_bytes")
+    @classmethod
+    def _body_size(cls, value: int | str) -> int | str:
+        parse_size(value)
+        return value
 
 
 class Pricing(_Strict):

@@ -9,32 +9,59 @@ the relay rewritten.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from infer_cli.proxy.context import ProxyConfig, ProxyContext
+from infer_cli.proxy.context import GenerationObserver, ProxyConfig, ProxyContext
+from infer_cli.proxy.generations import GenerationStore
+from infer_cli.proxy.listing import ProviderInfo, provider_info
 from infer_cli.proxy.state import UpstreamState
 
 if TYPE_CHECKING:
     import fastapi
 
-__all__ = ["ProxyConfig", "create_app"]
+    from infer_cli.proxy.guards import GuardConfig
+
+__all__ = ["ProviderInfo", "ProxyConfig", "create_app", "provider_info"]
 
 log = logging.getLogger("infer.proxy")
 
 
-def create_app(config: ProxyConfig, state: UpstreamState) -> fastapi.FastAPI:
-    """The proxy in front of the engine described by ``state`` (read per request, never written)."""
+def create_app(
+    config: ProxyConfig,
+    state: UpstreamState,
+    *,
+    provider: ProviderInfo | None = None,
+    observers: Sequence[GenerationObserver] = (),
+    guards: GuardConfig | None = None,
+) -> fastapi.FastAPI:
+    """The proxy in front of the engine described by ``state`` (read per request, never written).
+
+    ``provider`` is the served model's listing and prices (:func:`provider_info` of the profile);
+    without it the listing names ``state.model`` only and every price is 0. ``observers`` get the
+    record of every finished generation, after the generation store.
+    """
     from fastapi import FastAPI
 
     from infer_cli import __version__
     from infer_cli.proxy import upstream
+    from infer_cli.proxy.completions import completions_router
     from infer_cli.proxy.forward import forward_router
+    from infer_cli.proxy.guards import GuardConfig, install_guards
     from infer_cli.proxy.handlers import install_error_handlers
     from infer_cli.proxy.health import health_router
+    from infer_cli.proxy.models import models_router
+    from infer_cli.proxy.stats import stats_router
 
-    context = ProxyContext(config=config, state=state)
+    store = GenerationStore(config.generations_kept)
+    context = ProxyContext(
+        config=config,
+        state=state,
+        provider=provider,
+        observers=[store, *observers],
+        generations=store,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -51,10 +78,14 @@ def create_app(config: ProxyConfig, state: UpstreamState) -> fastapi.FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
     app.state.proxy = context
     install_error_handlers(app)
+    install_guards(app, context, guards or GuardConfig())
     app.include_router(health_router(context))
+    app.include_router(models_router(context))
+    app.include_router(completions_router(context))
+    app.include_router(stats_router(context))
     app.include_router(forward_router(context))  # last: the catch-all for /v1 and /api/v1
     return app

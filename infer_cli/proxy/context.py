@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from infer_cli.proxy.errors import ProxyError
+from infer_cli.proxy.generations import GenerationRecord, GenerationStore
+from infer_cli.proxy.listing import ProviderInfo
 from infer_cli.proxy.state import UpstreamState
 
 if TYPE_CHECKING:
     import httpx
+
+GenerationObserver = Callable[[GenerationRecord], None]
 
 
 @dataclass(frozen=True)
@@ -17,13 +22,18 @@ class ProxyConfig:
     request_timeout: float = 600.0
     """Seconds an upstream request may stay silent (read timeout between bytes; write, pool)."""
     keepalive_interval: float = 10.0
-    """Seconds between SSE keep-alive comments while a stream waits for its first byte."""
+    """Seconds of silence after which a stream gets an SSE keep-alive comment (before the first
+    byte, and in every gap of a completion stream)."""
     max_body_bytes: int = 10 * 2**20
     """Largest request body accepted; larger ones get 413."""
     connect_timeout: float = 10.0
     """Seconds to open a connection to the engine (loopback: a refusal is immediate anyway)."""
     max_connections: int = 1024
     """Concurrent upstream connections; more requests wait (up to ``request_timeout``)."""
+    max_answer_bytes: int = 64 * 2**20
+    """Largest plain (not streamed) completion the proxy reads whole to rewrite; larger: 502."""
+    generations_kept: int = 10_000
+    """Finished generations kept for ``GET /api/v1/generation`` (least recent dropped first)."""
 
 
 @dataclass
@@ -32,6 +42,20 @@ class ProxyContext:
     state: UpstreamState
     client: httpx.AsyncClient | None = field(default=None)
     """Created by the app's lifespan at startup, closed at shutdown."""
+    provider: ProviderInfo | None = None
+    """The served model's listing and prices; None: a bare listing of ``state.model``."""
+    observers: list[GenerationObserver] = field(default_factory=list)
+    """Called with the one record of every finished generation (in order; one failing observer
+    is logged and does not stop the others). The generation store is one of them."""
+    generations: GenerationStore = field(default_factory=GenerationStore)
+    engine_context_length: int | None = None
+    """The engine's ``max_model_len``, once read (when the profile does not say)."""
+
+    @property
+    def info(self) -> ProviderInfo:
+        if self.provider is None:
+            self.provider = ProviderInfo(model=self.state.model)
+        return self.provider
 
     def upstream_client(self) -> httpx.AsyncClient:
         if self.client is None:

@@ -15,7 +15,8 @@ from infer_cli.proxy.errors import RETRY_AFTER_SECONDS
 def health_router(context: ProxyContext) -> APIRouter:
     router = APIRouter()
 
-    @router.api_route("/health", methods=["GET", "HEAD"], include_in_schema=False)
+    @router.head("/health", include_in_schema=False)
+    @router.get("/health", summary="Proxy and engine health")
     async def health() -> JSONResponse:
         state = context.state
         body: dict[str, Any] = {

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -29,6 +30,9 @@ from infer_cli.proxy.upstream import (
     open_response,
     response_headers,
 )
+
+if TYPE_CHECKING:
+    from infer_cli.proxy.exchange import Exchange
 
 log = logging.getLogger("infer.proxy")
 
@@ -47,8 +51,12 @@ class RelayResponse(Response):
     the engine's headers. If they come, an error status is relayed as is, and a success streams with
     keep-alive comments until the first byte. If they do not, the proxy commits to ``200``
     ``text/event-stream`` and sends keep-alive comments meanwhile; a failure that follows becomes
-    OpenRouter's mid-stream error event. ``transforms`` apply to successful event streams (the place
-    for usage and cost rewriting).
+    OpenRouter's mid-stream error event. ``transforms`` apply to successful event streams.
+
+    With an ``exchange`` the request is a completion: its answer is rewritten into OpenRouter's
+    (a plain one read whole, up to ``max_answer_bytes``; a stream event by event, with keep-alive
+    comments in every gap), engine errors take the client's status and shape, and the exchange
+    records the generation once the response is over.
     """
 
     def __init__(
@@ -58,12 +66,16 @@ class RelayResponse(Response):
         *,
         keepalive_interval: float,
         transforms: Sequence[sse.StreamTransform] = (),
+        exchange: Exchange | None = None,
+        max_answer_bytes: int = 64 * 2**20,
     ) -> None:
         super().__init__(status_code=200)
         self._client = client
         self._request = request
         self._interval = keepalive_interval
         self._transforms = tuple(transforms)
+        self._exchange = exchange
+        self._max_answer = max_answer_bytes
         self._started = False
         self._complete = False
         self.client_disconnected = False
@@ -76,6 +88,11 @@ class RelayResponse(Response):
                 await self._relay(scope, receive, send)
             finally:
                 group.cancel_scope.cancel()
+        if self._exchange is not None:
+            self._exchange.finish(
+                cancelled=self.client_disconnected,
+                status=499 if self.client_disconnected and not self._started else None,
+            )
         if self.client_disconnected:
             log.debug(
                 "client went away; upstream %s %s closed", self._request.method, self._request.url
@@ -111,7 +128,11 @@ class RelayResponse(Response):
                 # cancel would interrupt httpcore's own clean-up and leave the connection open.
                 response = await asyncio.shield(pending)
             except ProxyError as error:
-                await error.response()(scope, receive, partial(self._send, send))
+                await self._answer_error(scope, receive, send, error)
+                return
+            if self._exchange is not None:
+                waited = time.monotonic() - sent_at
+                await self._relay_completion(scope, receive, send, response, waited)
                 return
             await self._relay_response(send, response, time.monotonic() - sent_at)
         except UpstreamStreamError as error:
@@ -122,6 +143,8 @@ class RelayResponse(Response):
             self.client_disconnected = True
         except Exception:
             log.exception("proxy failed relaying %s %s", self._request.method, self._request.url)
+            if self._exchange is not None:
+                self._exchange.note(ProxyError(500, "the proxy failed; see its log"))
             if not self._started:
                 failure = error_response(500, "the proxy failed; see its log")
                 await failure(scope, receive, partial(self._send, send))
@@ -145,6 +168,55 @@ class RelayResponse(Response):
         )
         await self._send_body(send, body)
 
+    async def _answer_error(
+        self, scope: Scope, receive: Receive, send: Send, error: ProxyError
+    ) -> None:
+        if self._exchange is not None:
+            self._exchange.note(error)
+        await error.response()(scope, receive, partial(self._send, send))
+
+    async def _relay_completion(
+        self, scope: Scope, receive: Receive, send: Send, response: httpx.Response, waited: float
+    ) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        if not response.is_success:
+            message = await error_message(response)
+            error = exchange.upstream_error(response.status_code, message)
+            await self._answer_error(scope, receive, send, error)
+            return
+        if not self._request.stream:
+            try:
+                raw = await _read_all(response, self._max_answer)
+                body = exchange.rewrite_body(raw)
+            except ProxyError as error:
+                await self._answer_error(scope, receive, send, error)
+                return
+            await self._send(
+                send,
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        *_without_content_type(response_headers(response.headers)),
+                        (b"content-type", b"application/json"),
+                    ],
+                },
+            )
+            await self._send(send, {"type": "http.response.body", "body": body})
+            return
+        stream = exchange.stream(iter_body(response))
+        headers = _with_sse_headers(_without_content_type(response_headers(response.headers)))
+        await self._send(
+            send,
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", _SSE_HEADERS[0][1]), *headers],
+            },
+        )
+        await self._send_paced(send, stream, first_after=self._interval - waited)
+
     async def _relay_late(self, send: Send, pending: asyncio.Future[httpx.Response]) -> None:
         await self._send(
             send, {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS}
@@ -152,10 +224,31 @@ class RelayResponse(Response):
         await self._send(
             send, {"type": "http.response.body", "body": sse.KEEPALIVE_COMMENT, "more_body": True}
         )
+        if self._exchange is not None:
+            late = self._late_completion(pending, self._exchange)
+            await self._send_paced(send, late, first_after=self._interval)
+            return
         body = sse.compose(
             sse.with_keepalive(self._late_body(pending), self._interval), *self._transforms
         )
         await self._send_body(send, body)
+
+    async def _late_completion(
+        self, pending: asyncio.Future[httpx.Response], exchange: Exchange
+    ) -> sse.ByteStream:
+        from infer_cli.proxy.exchange import client_status
+
+        try:
+            response = await asyncio.shield(pending)
+        except ProxyError as error:
+            yield exchange.stream_error(error.status, error.message, error.error_type)
+            return
+        if not response.is_success:
+            message = await error_message(response)
+            yield exchange.stream_error(client_status(response.status_code), message)
+            return
+        async for chunk in exchange.stream(iter_body(response)):
+            yield chunk
 
     async def _late_body(self, pending: asyncio.Future[httpx.Response]) -> sse.ByteStream:
         model = self._request.model
@@ -183,6 +276,32 @@ class RelayResponse(Response):
             with anyio.CancelScope(shield=True):
                 await _aclose(body)
         await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send_paced(self, send: Send, events: sse.ByteStream, *, first_after: float) -> None:
+        """Send a stream of whole events, with a keep-alive comment in every silence."""
+
+        async def emit(chunk: bytes) -> None:
+            await self._send(send, {"type": "http.response.body", "body": chunk, "more_body": True})
+
+        try:
+            await sse.send_with_keepalive(events, emit, self._interval, first_after=first_after)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _aclose(events)
+        await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _read_all(response: httpx.Response, limit: int) -> bytes:
+    data = bytearray()
+    async for chunk in iter_body(response):
+        data += chunk
+        if len(data) > limit:
+            raise ProxyError(502, f"the engine's answer is larger than {limit} bytes")
+    return bytes(data)
+
+
+def _without_content_type(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(name, value) for name, value in headers if name != b"content-type"]
 
 
 def _with_sse_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from infer_cli.proxy.errors import error_body
@@ -45,19 +46,62 @@ def error_event(
     completion_id: str | None = None,
     created: int | None = None,
     provider: str | None = None,
+    text: bool = False,
 ) -> bytes:
-    """OpenRouter's mid-stream error chunk: the status stays 200; it is the stream's last event."""
+    """OpenRouter's mid-stream error chunk: the status stays 200; it is the stream's last event
+    (before ``data: [DONE]``). ``text`` shapes it as a text completion chunk (``/completions``).
+    """
+    prefix = "cmpl" if text else "chatcmpl"
     chunk: dict[str, Any] = {
-        "id": completion_id or f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion.chunk",
+        "id": completion_id or f"{prefix}-{uuid.uuid4().hex}",
+        "object": "text_completion" if text else "chat.completion.chunk",
         "created": int(time.time()) if created is None else created,
         "model": model,
     }
     if provider is not None:
         chunk["provider"] = provider
     chunk["error"] = error_body(status, message, error_type=error_type)["error"]
-    chunk["choices"] = [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]
+    choice: dict[str, Any] = {"index": 0}
+    if text:
+        choice["text"] = ""
+    else:
+        choice["delta"] = {"content": ""}
+    choice["finish_reason"] = "error"
+    chunk["choices"] = [choice]
     return data_event(chunk)
+
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+async def split_events(source: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """Whole SSE events (each with its blank-line terminator) from arbitrarily cut bytes.
+
+    A trailing piece without a terminator is yielded as it is when the source ends.
+    """
+    buffer = b""
+    async for chunk in source:
+        if not buffer and chunk.find(b"\n\n") == len(chunk) - 2 and b"\r" not in chunk:
+            yield chunk  # the usual case: one whole event per read
+            continue
+        buffer += chunk
+        start = 0
+        while match := _EVENT_END.search(buffer, start):
+            yield buffer[start : match.end()]
+            start = match.end()
+        buffer = buffer[start:]
+    if buffer.strip():
+        yield buffer
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The ``data`` of one event (its ``data:`` lines joined), or None for a comment-only event."""
+    if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2:
+        return event[6:-2]  # the usual case: one data line
+    lines = [line for line in event.splitlines() if line.startswith(b"data:")]
+    if not lines:
+        return None
+    return b"\n".join(line[6:] if line.startswith(b"data: ") else line[5:] for line in lines)
 
 
 def compose(source: ByteStream, *transforms: StreamTransform) -> ByteStream:
@@ -109,7 +153,51 @@ async def with_keepalive(
             await _aclose(iterator)
 
 
-def _retrieve(future: asyncio.Future[bytes]) -> None:
+async def send_with_keepalive(
+    source: AsyncIterable[bytes],
+    emit: Callable[[bytes], Awaitable[None]],
+    interval: float,
+    *,
+    first_after: float | None = None,
+    keepalive: bytes = KEEPALIVE_COMMENT,
+) -> None:
+    """Emit every chunk of ``source``, and ``keepalive`` whenever nothing was emitted for
+    ``interval`` s (the first time after ``first_after`` s, default ``interval``).
+
+    Unlike :func:`with_keepalive` this covers every gap, not only the wait for the first chunk, so
+    ``source`` must yield whole events (a comment between two chunks must not split an event).
+    Chunks pass straight through; a watchdog task, waking once per interval, sends the comments,
+    and a lock keeps its sends from interleaving with the source's.
+    """
+    loop = asyncio.get_running_loop()
+    lock = asyncio.Lock()
+    last = loop.time() - interval + (interval if first_after is None else max(0.0, first_after))
+
+    async def watch() -> None:
+        nonlocal last
+        while True:
+            await asyncio.sleep(max(0.0, last + interval - loop.time()))
+            if loop.time() >= last + interval - _EARLY:
+                async with lock:
+                    await emit(keepalive)
+                last = loop.time()
+
+    watchdog = asyncio.ensure_future(watch())
+    watchdog.add_done_callback(_retrieve)
+    try:
+        async for chunk in source:
+            async with lock:
+                await emit(chunk)
+            last = loop.time()
+    finally:
+        watchdog.cancel()
+
+
+_EARLY = 0.002
+"""Timers may fire this early; a comment due that soon is sent now."""
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
 

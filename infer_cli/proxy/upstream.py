@@ -123,8 +123,8 @@ async def open_response(client: httpx.AsyncClient, request: UpstreamRequest) -> 
     read).
 
     Transport failures become :class:`ProxyError` with the status the client gets: 502 when the
-    engine cannot be reached or drops the connection, 504 when it stays silent longer than the read
-    timeout, 503 when every pooled connection stays busy.
+    engine cannot be reached or drops the connection, 408 (OpenRouter's timeout status) when it
+    stays silent longer than the read timeout, 503 when every pooled connection stays busy.
     """
     try:
         built = client.build_request(
@@ -146,7 +146,7 @@ async def open_response(client: httpx.AsyncClient, request: UpstreamRequest) -> 
         ) from exc
     except httpx.TimeoutException as exc:
         raise ProxyError(
-            504, f"the engine did not answer in time: {_describe(exc)}", error_type=errors.TIMEOUT
+            408, f"the engine did not answer in time: {_describe(exc)}", error_type=errors.TIMEOUT
         ) from exc
     except httpx.ConnectError as exc:
         raise ProxyError(
@@ -172,7 +172,7 @@ async def iter_body(response: httpx.Response) -> AsyncIterator[bytes]:
                 yield chunk
     except httpx.TimeoutException as exc:
         raise UpstreamStreamError(
-            504, f"the engine stopped sending: {_describe(exc)}", error_type=errors.TIMEOUT
+            408, f"the engine stopped sending: {_describe(exc)}", error_type=errors.TIMEOUT
         ) from exc
     except httpx.HTTPError as exc:
         raise UpstreamStreamError(

@@ -1,4 +1,4 @@
-"""The proxy's ASGI app for a plan: settings, listing and guards come from the profile."""
+"""The proxy's ASGI app for a profile: settings, listing, prices and guards all come from it."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ if TYPE_CHECKING:
 
 
 def proxy_app(profile: Profile, state: UpstreamState) -> Any:
-    """The proxy's ASGI app: its settings and listing come from the profile."""
+    """The proxy in front of ``state``'s engine, configured by the profile's ``[proxy]`` and
+    ``[openrouter]`` tables (and ``INFER_API_KEYS``)."""
+    from infer_cli.config.schema import parse_size
     from infer_cli.proxy.app import ProxyConfig, create_app
+    from infer_cli.proxy.guards import guard_config
+    from infer_cli.proxy.listing import provider_info
 
     settings = profile.proxy
     config = ProxyConfig(
         request_timeout=settings.request_timeout,
         keepalive_interval=settings.keepalive_interval,
+        max_body_bytes=parse_size(settings.max_body_bytes),
     )
-    return create_app(config, state)
+    return create_app(config, state, provider=provider_info(profile), guards=guard_config(settings))

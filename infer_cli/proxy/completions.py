@@ -1,0 +1,130 @@
+"""``POST /v1/chat/completions``, ``/v1/completions`` and their ``/api/v1`` twins.
+
+The handler checks what it can before the engine is involved (body size, JSON, fields and ranges,
+the model, readiness), prepares the engine's copy of the request and returns a
+:class:`~infer_cli.proxy.relay.RelayResponse` with an :class:`~infer_cli.proxy.exchange.Exchange`
+that rewrites the answer into OpenRouter's and records the generation.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from infer_cli.proxy.context import ProxyContext
+from infer_cli.proxy.exchange import Exchange
+from infer_cli.proxy.forward import PREFIXES, not_ready, read_body
+from infer_cli.proxy.payload import CHAT, TEXT, Endpoint, prepare
+from infer_cli.proxy.relay import RelayResponse
+from infer_cli.proxy.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    CompletionRequest,
+    ErrorResponse,
+    TextCompletion,
+)
+from infer_cli.proxy.upstream import UpstreamRequest, request_headers
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "Invalid request (JSON, fields, ranges, max_tokens)"),
+        (404, "Unknown model"),
+        (408, "The engine did not answer in time"),
+        (413, "Request body too large"),
+        (502, "The engine is down or answered with something invalid"),
+        (503, "The engine is not ready (Retry-After)"),
+    )
+}
+
+
+def completions_router(context: ProxyContext) -> APIRouter:
+    router = APIRouter()
+    for endpoint, request_model, answer, summary in (
+        (CHAT, ChatCompletionRequest, ChatCompletion, "Chat completion"),
+        (TEXT, CompletionRequest, TextCompletion, "Text completion"),
+    ):
+        handler = _handler(context, endpoint)
+        for prefix in PREFIXES:
+            router.add_api_route(
+                f"{prefix}/{endpoint.path}",
+                handler,
+                methods=["POST"],
+                summary=summary,
+                description=(
+                    "OpenAI's request, OpenRouter's extra fields accepted and ignored; with"
+                    " `stream: true` an SSE stream of chunks with `: OPENROUTER PROCESSING`"
+                    " keep-alive comments, the usage chunk last, then `data: [DONE]`."
+                ),
+                response_model=None,
+                responses={200: {"model": answer}, **_ERRORS},
+                openapi_extra=_request_body(request_model),
+                operation_id=f"{endpoint.path.replace('/', '_')}{prefix.replace('/', '_')}",
+            )
+    return router
+
+
+def _handler(context: ProxyContext, endpoint: Endpoint) -> Any:
+    async def complete(request: Request) -> Response:
+        created, started = time.time(), time.monotonic()
+        raw = await read_body(request, context.config.max_body_bytes)
+        info = context.info
+        prepared = prepare(endpoint, raw, info)
+        state = context.state
+        if not state.ready or state.url is None:
+            raise not_ready(state)
+        exchange = Exchange(
+            model=info.model,
+            route=request.url.path,
+            streamed=prepared.stream,
+            text=endpoint.text,
+            prices=info.prices,
+            observers=context.observers,
+            key_id=_key_id(request),
+            created=created,
+            started=started,
+        )
+        upstream = UpstreamRequest(
+            method="POST",
+            url=f"{state.url.rstrip('/')}/v1/{endpoint.path}",
+            headers=request_headers(_json_headers(request), state.api_key),
+            content=prepared.body,
+            stream=prepared.stream,
+            model=info.model,
+        )
+        return RelayResponse(
+            context.upstream_client(),
+            upstream,
+            keepalive_interval=context.config.keepalive_interval,
+            exchange=exchange,
+            max_answer_bytes=context.config.max_answer_bytes,
+        )
+
+    return complete
+
+
+def _key_id(request: Request) -> str | None:
+    """The API key's id, when the auth middleware put one in the request's state."""
+    state = request.scope.get("state")
+    key_id = state.get("key_id") if isinstance(state, dict) else None
+    return key_id if isinstance(key_id, str) else None
+
+
+def _json_headers(request: Request) -> list[tuple[bytes, bytes]]:
+    """The client's headers, declaring the (possibly rewritten) body as JSON."""
+    headers = [(name, value) for name, value in request.headers.raw if name != b"content-type"]
+    headers.append((b"content-type", b"application/json"))
+    return headers
+
+
+def _request_body(model: type[Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }

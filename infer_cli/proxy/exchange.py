@@ -1,0 +1,322 @@
+"""One completion from request to record: rewrites the engine's answer into OpenRouter's and keeps
+the account of it (id, tokens, cost, timings, how it ended).
+
+The relay drives it: :meth:`Exchange.rewrite_body` for a plain answer, :meth:`Exchange.stream` for
+an event stream, :meth:`Exchange.upstream_error` / :meth:`Exchange.failed` for errors, and
+:meth:`Exchange.finish` once the response is over, which hands one :class:`GenerationRecord` to
+every observer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from infer_cli.proxy import errors, sse
+from infer_cli.proxy.errors import ProxyError
+from infer_cli.proxy.generations import GenerationRecord
+from infer_cli.proxy.pricing import Prices
+from infer_cli.proxy.rewrite import Tokens, complete_usage, normalize_choices, usage_from
+from infer_cli.proxy.upstream import UpstreamStreamError
+
+log = logging.getLogger("infer.proxy")
+
+Observer = Callable[[GenerationRecord], None]
+
+_CONTEXT_LENGTH = re.compile(r"context length|maximum context|too long|max_model_len", re.I)
+
+
+class Exchange:
+    def __init__(
+        self,
+        *,
+        model: str,
+        route: str,
+        streamed: bool,
+        text: bool,
+        prices: Prices,
+        observers: Sequence[Observer],
+        key_id: str | None = None,
+        created: float | None = None,
+        started: float | None = None,
+    ) -> None:
+        self.model = model
+        self.route = route
+        self.streamed = streamed
+        self.text = text
+        self.prices = prices
+        self.observers = observers
+        self.key_id = key_id
+        self.created = time.time() if created is None else created
+        self.started = time.monotonic() if started is None else started
+        self.id: str | None = None
+        self.status = 200
+        self.finish_reason: str | None = None
+        self.native_finish_reason: str | None = None
+        self.tokens: Tokens | None = None
+        self.cost = Decimal(0)
+        self.error: str | None = None
+        self.ttft: float | None = None
+        self.itl: list[float] = []
+        self._chunks = 0
+        self._last_output: float | None = None
+        self._upstream_created: int | None = None
+        self._recorded = False
+
+    @property
+    def completion_id(self) -> str:
+        """The id the client sees (the engine's, or one made up for an answer without one)."""
+        if self.id is None:
+            self.id = f"{'cmpl' if self.text else 'chatcmpl'}-{uuid.uuid4().hex}"
+        return self.id
+
+    # --- a plain answer -------------------------------------------------------------------------
+
+    def rewrite_body(self, raw: bytes) -> bytes:
+        """The engine's JSON completion as OpenRouter's; :class:`ProxyError` 502 if it is none."""
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+            raise self.failed(502, "the engine's answer is not a completion (invalid JSON)")
+        if isinstance(body.get("id"), str):
+            self.id = body["id"]
+        finish = normalize_choices(body["choices"])
+        if finish is not None:
+            self.finish_reason, self.native_finish_reason = finish.reason, finish.native
+        self._account(body)
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def _account(self, body: dict[str, Any]) -> None:
+        usage = body.get("usage")
+        if isinstance(usage, dict):
+            self.tokens, cost = complete_usage(usage, self.prices)
+        else:
+            usage, cost = usage_from(self._estimate(), self.prices)
+            body["usage"] = usage
+        self.cost = cost.total
+
+    def _estimate(self) -> Tokens:
+        """Counts without the engine's usage: one token per streamed chunk with output."""
+        self.tokens = Tokens(completion=self._chunks)
+        return self.tokens
+
+    # --- an event stream ------------------------------------------------------------------------
+
+    async def stream(self, source: sse.ByteStream) -> sse.ByteStream:
+        """The engine's event stream as OpenRouter's: chunks rewritten, the usage chunk last, a
+        failure as the mid-stream error chunk; always ends with ``data: [DONE]``.
+        """
+        usage: dict[str, Any] | None = None
+        try:
+            async for event in sse.split_events(source):
+                data = sse.event_data(event)
+                if data is None:
+                    continue  # the engine's own comments; the proxy sends its keep-alives
+                if data.strip() == b"[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data.decode("utf-8", "replace"))
+                except ValueError:
+                    yield event
+                    continue
+                if not isinstance(chunk, dict):
+                    yield event
+                    continue
+                if "error" in chunk and not chunk.get("choices"):
+                    status, message = _error_of(chunk["error"])
+                    yield self.stream_error(status, message)
+                    return
+                if isinstance(chunk.get("usage"), dict):
+                    usage = chunk.pop("usage")
+                    if not chunk.get("choices"):
+                        self._remember(chunk)
+                        continue  # sent once, last, below
+                    yield sse.data_event(self._chunk(chunk))
+                    continue
+                changed = self._chunk_changed(chunk)
+                yield sse.data_event(chunk) if changed else event
+            else:
+                if self.finish_reason is None:
+                    yield self.stream_error(502, "the engine ended the stream before finishing")
+                    return
+        except UpstreamStreamError as error:
+            yield self.stream_error(error.status, error.message, error.error_type)
+            return
+        yield sse.data_event(self._usage_chunk(usage))
+        yield sse.DONE
+
+    def _chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        self._chunk_changed(chunk)
+        return chunk
+
+    def _chunk_changed(self, chunk: dict[str, Any]) -> bool:
+        """Account for one chunk and rewrite it in place; True when it changed."""
+        self._remember(chunk)
+        choices = chunk.get("choices")
+        if _has_output(choices):
+            now = time.monotonic()
+            if self._last_output is None:
+                self.ttft = now - self.started
+            else:
+                self.itl.append(now - self._last_output)
+            self._last_output = now
+            self._chunks += 1
+        finish = normalize_choices(choices)
+        if finish is None:
+            return False
+        if self.finish_reason is None:
+            self.finish_reason, self.native_finish_reason = finish.reason, finish.native
+        return True
+
+    def _remember(self, chunk: dict[str, Any]) -> None:
+        if self.id is None and isinstance(chunk.get("id"), str):
+            self.id = chunk["id"]
+        if self._upstream_created is None and isinstance(chunk.get("created"), int):
+            self._upstream_created = chunk["created"]
+
+    def _usage_chunk(self, usage: dict[str, Any] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.completion_id,
+            "object": "text_completion" if self.text else "chat.completion.chunk",
+            "created": self._upstream_created or int(self.created),
+            "model": self.model,
+            "choices": [],
+        }
+        if usage is not None:
+            body["usage"] = usage
+        self._account(body)
+        return body
+
+    def stream_error(self, status: int, message: str, error_type: str | None = None) -> bytes:
+        """The mid-stream error chunk and ``[DONE]``; the generation ends in error."""
+        self.finish_reason = "error"
+        self.error = message
+        event = sse.error_event(
+            status,
+            message,
+            model=self.model,
+            error_type=error_type,
+            completion_id=self.completion_id,
+            created=self._upstream_created,
+            text=self.text,
+        )
+        return event + sse.DONE
+
+    # --- errors before the answer ---------------------------------------------------------------
+
+    def failed(self, status: int, message: str, **details: Any) -> ProxyError:
+        """Record an error answered with an HTTP status; the error to answer with."""
+        self.status = status
+        self.error = message
+        return ProxyError(status, message, **details)
+
+    def note(self, error: ProxyError) -> ProxyError:
+        """Record an error the proxy answers with; the same error."""
+        self.status = error.status
+        self.error = error.message
+        return error
+
+    def upstream_error(self, status: int, message: str) -> ProxyError:
+        """The engine's error status as the client gets it (see :func:`client_status`)."""
+        mapped = client_status(status)
+        metadata: dict[str, Any] = {"upstream_status": status}
+        error_type = None
+        if mapped == 400 and _CONTEXT_LENGTH.search(message):
+            error_type = "context_length_exceeded"
+        elif mapped == 502:
+            error_type = errors.PROVIDER_UNAVAILABLE
+        headers = {"Retry-After": str(errors.RETRY_AFTER_SECONDS)} if mapped == 503 else None
+        return self.failed(
+            mapped, message, error_type=error_type, metadata=metadata, headers=headers
+        )
+
+    # --- the end --------------------------------------------------------------------------------
+
+    def finish(self, *, cancelled: bool, status: int | None = None) -> GenerationRecord | None:
+        """Hand the one record of this generation to every observer (once; later calls do
+        nothing).
+        """
+        if self._recorded:
+            return None
+        self._recorded = True
+        if status is not None and self.status == 200:
+            self.status = status
+        tokens = self.tokens or self._estimate()
+        if not self.cost and tokens.completion and self.error is None:
+            self.cost = self.prices.cost(tokens.prompt, tokens.completion, tokens.cached).total
+        record = GenerationRecord(
+            id=self.completion_id,
+            model=self.model,
+            route=self.route,
+            key_id=self.key_id,
+            streamed=self.streamed,
+            cancelled=cancelled,
+            status=self.status,
+            finish_reason=self.finish_reason,
+            native_finish_reason=self.native_finish_reason,
+            prompt_tokens=tokens.prompt,
+            completion_tokens=tokens.completion,
+            cached_tokens=tokens.cached,
+            cost=self.cost,
+            created=self.created,
+            ttft=self.ttft,
+            latency=time.monotonic() - self.started,
+            error=self.error,
+            itl=tuple(self.itl),
+        )
+        for observer in self.observers:
+            try:
+                observer(record)
+            except Exception:
+                log.exception("a generation observer failed on %s", record.id)
+        return record
+
+
+def client_status(upstream: int) -> int:
+    """What a client is told for the engine's error status: the engine's own failures (5xx) and a
+    refused internal key (401, 403) are 502 (the model is down), a timeout is 408, overload 503.
+    """
+    if upstream in (401, 403) or (upstream >= 500 and upstream not in (503, 504)):
+        return 502
+    if upstream == 504:
+        return 408
+    if upstream == 422:
+        return 400
+    return upstream
+
+
+def _has_output(choices: object) -> bool:
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("text"):
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and (
+            delta.get("content")
+            or delta.get("tool_calls")
+            or delta.get("reasoning_content")
+            or delta.get("reasoning")
+        ):
+            return True
+    return False
+
+
+def _error_of(error: object) -> tuple[int, str]:
+    """Status and message of the engine's in-stream error (vLLM: ``{"error": {...}}``)."""
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message")
+        status = code if isinstance(code, int) and 400 <= code < 600 else 502
+        return client_status(status), str(message or "the engine failed mid-stream")
+    return 502, str(error or "the engine failed mid-stream")

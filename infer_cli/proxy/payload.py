@@ -1,0 +1,147 @@
+"""A completion request on its way to the engine: validated, its model resolved, OpenRouter's own
+fields removed, usage asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from infer_cli.proxy.errors import ProxyError
+from infer_cli.proxy.listing import ProviderInfo
+from infer_cli.proxy.schemas import ChatCompletionRequest, CompletionRequest
+
+OPENROUTER_ONLY = frozenset(
+    {
+        "provider",
+        "models",
+        "route",
+        "transforms",
+        "plugins",
+        "reasoning",
+        "usage",
+        "session_id",
+        "top_a",  # an OpenRouter sampling parameter vLLM does not implement
+    }
+)
+"""Fields a client of OpenRouter may send that the engine must not see."""
+
+_ENGINE_ONLY_STREAM_OPTIONS = frozenset({"continuous_usage_stats"})
+_MAX_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One kind of completion: where it goes upstream and how its answers look."""
+
+    path: str
+    """Below ``/v1/``: ``chat/completions`` or ``completions``."""
+    schema: type[BaseModel]
+    text: bool
+    """Text completions (``choices[].text``) rather than chat (``choices[].message|delta``)."""
+
+
+CHAT = Endpoint("chat/completions", ChatCompletionRequest, text=False)
+TEXT = Endpoint("completions", CompletionRequest, text=True)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    body: bytes
+    """What the engine gets."""
+    model: str
+    """The model the client asked for, as it asked (for records and error events)."""
+    stream: bool
+
+
+def prepare(endpoint: Endpoint, raw: bytes, info: ProviderInfo) -> Prepared:
+    """Validate a completion request and build the engine's copy, or raise a :class:`ProxyError`
+    (400 invalid, 404 unknown model).
+    """
+    payload = _parse(raw)
+    _validate(endpoint, payload)
+    requested = payload.get("model")
+    if requested is not None and not info.accepts(requested):
+        raise ProxyError(
+            404,
+            f"model '{requested}' is not served here; this endpoint serves '{info.model}'",
+            metadata={"model": requested, "available": [info.model]},
+        )
+    _check_max_tokens(payload, info)
+    stream = payload.get("stream") is True
+    changed = _to_engine(payload, info.model, stream)
+    body = json.dumps(payload, separators=(",", ":")).encode() if changed else raw
+    return Prepared(body=body, model=requested or info.model, stream=stream)
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise ProxyError(400, "the request body is empty; send a JSON object")
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        text = str(exc)[:200] or type(exc).__name__
+        raise ProxyError(400, f"the request body is not valid JSON: {text}") from exc
+    if not isinstance(payload, dict):
+        raise ProxyError(400, "the request body must be a JSON object")
+    return payload
+
+
+def _validate(endpoint: Endpoint, payload: dict[str, Any]) -> None:
+    try:
+        endpoint.schema.model_validate(payload)
+    except ValidationError as exc:
+        problems = [_describe(error) for error in exc.errors(include_url=False)]
+        shown = "; ".join(problems[:_MAX_ERRORS])
+        if len(problems) > _MAX_ERRORS:
+            shown += f"; and {len(problems) - _MAX_ERRORS} more"
+        raise ProxyError(
+            400, f"invalid request: {shown}", metadata={"errors": problems[:20]}
+        ) from None
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ())) or "body"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{location}: {message}"
+
+
+def _check_max_tokens(payload: dict[str, Any], info: ProviderInfo) -> None:
+    limit = info.max_output_length
+    asked = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    if limit and isinstance(asked, int) and asked > limit:
+        raise ProxyError(
+            400,
+            f"max_tokens {asked} is more than this model's maximum output of {limit} tokens",
+            error_type="max_tokens_exceeded",
+            metadata={"max_output_length": limit},
+        )
+
+
+def _to_engine(payload: dict[str, Any], model: str, stream: bool) -> bool:
+    """Edit ``payload`` into the engine's copy; True when anything changed."""
+    changed = False
+    for name in OPENROUTER_ONLY.intersection(payload):
+        del payload[name]
+        changed = True
+    if payload.get("model") != model:
+        payload["model"] = model
+        changed = True
+    options = payload.get("stream_options")
+    if stream:
+        wanted = {
+            key: value
+            for key, value in (options if isinstance(options, dict) else {}).items()
+            if key not in _ENGINE_ONLY_STREAM_OPTIONS
+        }
+        wanted["include_usage"] = True
+        if options != wanted:
+            payload["stream_options"] = wanted
+            changed = True
+    elif "stream_options" in payload:
+        del payload["stream_options"]  # vLLM rejects stream options without a stream
+        changed = True
+    return changed

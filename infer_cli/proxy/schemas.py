@@ -1,0 +1,229 @@
+"""Pydantic models of what the proxy's own routes accept and answer: request validation and the
+OpenAPI document.
+
+Requests are validated with these models but forwarded as the client sent them (unknown fields
+included), so the models check types and ranges and allow everything else. Request models are flat
+(no nested models) so that their JSON schema can be inlined into the OpenAPI document as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _SamplingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str | None = Field(
+        default=None, description="The served model name (or one of its aliases); default: it"
+    )
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=-1)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    top_a: float | None = Field(default=None, ge=0, le=1, description="Accepted and ignored")
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    user: str | None = None
+    stream_options: dict[str, Any] | None = None
+    # OpenRouter-only fields: accepted, never sent to the engine.
+    provider: dict[str, Any] | None = Field(default=None, description="OpenRouter routing; ignored")
+    models: list[str] | None = Field(default=None, description="OpenRouter fallbacks; ignored")
+    route: str | None = Field(default=None, description="OpenRouter routing; ignored")
+    transforms: list[str] | None = Field(default=None, description="OpenRouter; ignored")
+    plugins: list[dict[str, Any]] | None = Field(default=None, description="OpenRouter; ignored")
+    reasoning: dict[str, Any] | None = Field(default=None, description="OpenRouter; ignored")
+    usage: dict[str, Any] | None = Field(
+        default=None, description="OpenRouter (deprecated): usage is always returned"
+    )
+    session_id: str | None = Field(default=None, description="OpenRouter sticky routing; ignored")
+
+
+class ChatCompletionRequest(_SamplingRequest):
+    """``POST /v1/chat/completions``: OpenAI's chat request plus OpenRouter's extra fields."""
+
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _roles(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for index, message in enumerate(messages):
+            if not isinstance(message.get("role"), str):
+                raise ValueError(f"message {index} has no 'role' string")
+        return messages
+
+
+class CompletionRequest(_SamplingRequest):
+    """``POST /v1/completions``: OpenAI's (legacy) text completion request."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
+    echo: bool | None = None
+    suffix: str | None = None
+
+
+# --- answers (documentation only; the proxy relays the engine's JSON, rewritten) ---------------
+
+
+class PromptTokensDetails(_Open):
+    cached_tokens: int = 0
+    cache_write_tokens: int | None = None
+
+
+class CompletionTokensDetails(_Open):
+    reasoning_tokens: int = 0
+
+
+class CostDetails(_Open):
+    upstream_inference_cost: float
+    upstream_inference_prompt_cost: float
+    upstream_inference_completions_cost: float
+
+
+class Usage(_Open):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
+    completion_tokens_details: CompletionTokensDetails | None = None
+    cost: float = Field(description="USD, from the listed prices")
+    cost_details: CostDetails
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+
+
+class ChatChoice(_Open):
+    index: int
+    message: dict[str, Any]
+    finish_reason: FinishReason | None
+    native_finish_reason: str | None = Field(description="The engine's own finish reason")
+
+
+class ChatCompletion(_Open):
+    id: str = Field(description="chatcmpl-...; the id for GET /api/v1/generation")
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class TextChoice(_Open):
+    index: int
+    text: str
+    finish_reason: FinishReason | None
+    native_finish_reason: str | None
+
+
+class TextCompletion(_Open):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage
+
+
+class ErrorDetail(_Open):
+    code: int = Field(description="The HTTP status")
+    message: str
+    type: str = Field(description="OpenAI-style error type")
+    metadata: dict[str, Any] = Field(description="error_type and details")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ProviderPricing(BaseModel):
+    prompt: str
+    completion: str
+    image: str
+    request: str
+    input_cache_read: str
+
+
+class ProviderModel(_Open):
+    id: str
+    hugging_face_id: str
+    name: str
+    created: int
+    description: str
+    input_modalities: list[str]
+    output_modalities: list[str]
+    quantization: str
+    context_length: int | None
+    max_output_length: int | None
+    pricing: ProviderPricing
+    supported_sampling_parameters: list[str]
+    supported_features: list[str]
+
+
+class ProviderListing(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ProviderModel] = Field(
+        description="The flat format; with ?schema_version=2.4 the 2.4 model documents instead"
+    )
+
+
+class OpenAIModel(_Open):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    max_model_len: int | None
+
+
+class OpenAIModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
+
+
+class GenerationStats(BaseModel):
+    id: str
+    model: str
+    created_at: str = Field(description="ISO 8601, when the request arrived")
+    streamed: bool
+    cancelled: bool
+    total_cost: float
+    usage: float = Field(description="Same as total_cost")
+    upstream_inference_cost: float
+    latency: float = Field(description="Milliseconds from arrival to the end")
+    generation_time: float = Field(
+        description="Milliseconds spent generating: the latency (there is no moderation step)"
+    )
+    time_to_first_token: float | None = Field(description="Milliseconds; null when not streamed")
+    tokens_prompt: int
+    tokens_completion: int
+    native_tokens_prompt: int
+    native_tokens_completion: int
+    native_tokens_cached: int
+    finish_reason: str | None
+    native_finish_reason: str | None
+    status: int = Field(description="HTTP status the client got")
+    error: str | None
+    api_type: str
+    provider_name: str
+
+
+class GenerationStatsResponse(BaseModel):
+    data: GenerationStats

@@ -1,0 +1,3 @@
+from infer_cli.sim.server import main
+
+raise SystemExit(main())
