@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from infer_cli import __version__
-from infer_cli.cli import engine, profiles, pull, serve
+from infer_cli.cli import engine, keys, profiles, pull, serve
 from infer_cli.cli._run import InferGroup
 
 app = typer.Typer(
@@ -51,6 +51,7 @@ app.command("serve")(serve.serve)
 app.command("pull")(pull.pull)
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(engine.app, name="engine")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

@@ -1,0 +1,81 @@
+"""``infer keys``: the API keys the proxy accepts, kept hashed in a keys file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from infer_cli.cli.options import JsonOption
+
+app = typer.Typer(help="Create, list and revoke the API keys clients send to the proxy.")
+
+FileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        envvar="INFER_API_KEYS_FILE",
+        help="Keys file (default: api_keys in infer's home; set proxy.api_keys_file to use "
+        "another one).",
+        show_default=False,
+    ),
+]
+
+
+def _file(path: Path | None) -> Path:
+    from infer_cli.proxy.auth import default_keys_file
+
+    return path if path is not None else default_keys_file()
+
+
+@app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="A name for the key (shown in logs and metrics).")],
+    file: FileOption = None,
+) -> None:
+    """Make a new key: printed once on stdout; only its SHA-256 hash is stored."""
+    from infer_cli.proxy.auth import add_key
+    from infer_cli.ui import console
+
+    path = _file(file)
+    key = add_key(path, name)
+    typer.echo(key)
+    console.info(f"added key {name} to {path}; copy it now, it is not stored in plaintext")
+
+
+@app.command("list")
+def list_keys(file: FileOption = None, json_output: JsonOption = False) -> None:
+    """List key names (never the keys: only their hashes are stored)."""
+    from infer_cli.proxy.auth import read_keys_file
+
+    path = _file(file)
+    keys = read_keys_file(path) if path.exists() else []
+    rows = [{"name": key.id, "sha256": key.digest.hex()[:12]} for key in keys]
+    if json_output:
+        typer.echo(json.dumps({"file": str(path), "keys": rows}, indent=2))
+        return
+    from infer_cli.ui import console
+    from infer_cli.ui.tables import print_table
+
+    if not rows:
+        console.info(f"no keys in {path}: the proxy serves every client (add one: infer keys add)")
+        return
+    print_table(["NAME", "SHA256"], [[row["name"], row["sha256"] + "…"] for row in rows])
+
+
+@app.command("remove")
+def remove(
+    name: Annotated[str, typer.Argument(help="Name of the key to revoke.")],
+    file: FileOption = None,
+) -> None:
+    """Revoke a key; a running proxy stops accepting it within a second."""
+    from infer_cli.errors import UsageError
+    from infer_cli.proxy.auth import remove_key
+    from infer_cli.ui import console
+
+    path = _file(file)
+    if not remove_key(path, name):
+        raise UsageError(f"no key named {name!r} in {path}", hint="see `infer keys list`")
+    console.info(f"removed key {name} from {path}")
