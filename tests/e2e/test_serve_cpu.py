@@ -7,19 +7,16 @@ test stops it the way a user does (Ctrl-C) and checks that nothing is left behin
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import descendants, free_port, pid_alive, shm_segments_of
+from tests.e2e.conftest import Served, serve_cpu
+from tests.helpers import descendants, pid_alive, shm_segments_of
 
 MODEL = "smollm2-135m-instruct"
 LONG_PROMPT = " ".join(
@@ -29,82 +26,10 @@ LONG_PROMPT = " ".join(
 )
 
 
-@dataclass
-class Served:
-    url: str
-    process: subprocess.Popen[bytes]
-    stderr: Path
-    home: Path
-    saw_503: bool
-    pids: set[int] = field(default_factory=set)
-
-    def remember_pids(self) -> None:
-        self.pids |= set(descendants(self.process.pid))
-
-
 @pytest.fixture(scope="module")
 def served(cpu_engine: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    from tests.conftest import SHARED_ENGINE_HOME, SHARED_MODELS_HOME
-
-    home = tmp_path_factory.mktemp("serve-home")
-    port = free_port()
-    env = {
-        **os.environ,
-        "INFER_HOME": str(home),
-        "INFER_ENGINE_HOME": str(SHARED_ENGINE_HOME),
-        "INFER_MODELS_HOME": str(SHARED_MODELS_HOME),
-        "NO_COLOR": "1",
-    }
-    stderr = home / "serve.stderr"
-    with stderr.open("wb") as sink:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "infer_cli",
-                "serve",
-                "--profile",
-                "cpu",
-                "--port",
-                str(port),
-                "--no-install",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
-    url = f"http://127.0.0.1:{port}"
-    saw_503 = False
-    deadline = time.monotonic() + 300
-    served = Served(url=url, process=process, stderr=stderr, home=home, saw_503=False)
-    try:
-        while True:
-            assert process.poll() is None, (
-                f"infer serve exited early:\n{stderr.read_text()[-3000:]}"
-            )
-            assert time.monotonic() < deadline, (
-                f"not ready after 300 s:\n{stderr.read_text()[-3000:]}"
-            )
-            try:
-                response = httpx.get(f"{url}/health", timeout=2)
-                if response.status_code == 503:
-                    saw_503 = True
-                elif response.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            served.remember_pids()
-            time.sleep(0.5)
-        served.saw_503 = saw_503
-        served.remember_pids()
-        yield served
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with serve_cpu(tmp_path_factory.mktemp("serve-home")) as running:
+        yield running
 
 
 def chat(url: str, content: str, **extra: object) -> dict[str, object]:
