@@ -45,7 +45,8 @@ from infer_cli.proxy.server import ProxyServer, bind
 from infer_cli.proxy.state import UpstreamState
 async def main():
     state = UpstreamState(url=sys.argv[1], api_key="k", model="m", status="ready")
-    provider = ProviderInfo(model="m", prices=Prices.parse(prompt="0.000001", completion="0.000002"))
+    prices = Prices.parse(prompt="0.000001", completion="0.000002")
+    provider = ProviderInfo(model="m", prices=prices)
     server = ProxyServer(create_app(ProxyConfig(), state, provider=provider), bind("127.0.0.1", 0))
     await server.start()
     print(server.url, flush=True)
@@ -92,7 +93,8 @@ async def one(client: httpx.AsyncClient, url: str, *, stream: bool, key: str | N
 
 async def measure(direct: str, proxied: str, requests: int, concurrency: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
+    pool = concurrency * 2
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     async with httpx.AsyncClient(trust_env=False, timeout=30, limits=limits) as client:
         for stream in (False, True):
             kind = "stream" if stream else "plain"

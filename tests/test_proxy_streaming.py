@@ -389,12 +389,18 @@ async def test_send_with_keepalive_passes_a_source_error_through() -> None:
         await sse.send_with_keepalive(failing(), emit, 0.1)
 
 
-async def test_split_events_reassembles_cut_events() -> None:
-    source = slow(
-        (0, b'data: {"a"'), (0, b":1}\n\ndata: x\r\n\r\n: c"), (0, b"\n\ndata: [DONE]\n\n")
-    )
-    events = [event async for event in sse.split_events(source)]
-    assert [sse.event_data(event) for event in events] == [b'{"a":1}', b"x", None, b"[DONE]"]
+async def test_event_splitter_reassembles_cut_events() -> None:
+    splitter = sse.EventSplitter()
+    events = [
+        *splitter.feed(b'data: {"a"'),
+        *splitter.feed(b":1}\n\ndata: x\r\n\r\n: c"),
+        *splitter.feed(b"\n\ndata: [DONE]\n\n"),
+        *splitter.feed(b"data: tail"),
+        *splitter.rest(),
+    ]
+    data = [sse.event_data(event) for event in events]
+    assert data == [b'{"a":1}', b"x", None, b"[DONE]", b"tail"]
+    assert splitter.feed(b"data: 1\n\n") == [b"data: 1\n\n"]
 
 
 async def test_exchange_rewrites_a_stream_and_records_it() -> None:

@@ -1,9 +1,9 @@
 """The proxy's ASGI app: ``create_app(config, state)``.
 
-Routes live in one module each and are included here in order: the proxy's own routes first, the
-forwarding catch-all last. Later features (auth, rate limits, metrics, model listing, usage and
-cost) are further routers, pure-ASGI middleware and stream transforms added here; none of them needs
-the relay rewritten.
+Routes live in one module each and are included here in order: the proxy's own routes first
+(health, model listing, completions, generation stats), the forwarding catch-all last. Auth, rate
+limits and metrics are pure-ASGI middleware and routers installed by ``guards``; generation records
+reach them through ``ProxyContext.observers``. FastAPI's OpenAPI document is at ``/openapi.json``.
 """
 
 from __future__ import annotations

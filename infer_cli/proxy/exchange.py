@@ -9,6 +9,8 @@ every observer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -67,6 +69,7 @@ class Exchange:
         self._chunks = 0
         self._last_output: float | None = None
         self._upstream_created: int | None = None
+        self._usage: dict[str, Any] | None = None
         self._recorded = False
 
     @property
@@ -113,49 +116,62 @@ class Exchange:
     async def stream(self, source: sse.ByteStream) -> sse.ByteStream:
         """The engine's event stream as OpenRouter's: chunks rewritten, the usage chunk last, a
         failure as the mid-stream error chunk; always ends with ``data: [DONE]``.
+
+        Yields whole events only; the events of one upstream read go out together, as they came.
         """
-        usage: dict[str, Any] | None = None
+        events = sse.EventSplitter()
         try:
-            async for event in sse.split_events(source):
-                data = sse.event_data(event)
-                if data is None:
-                    continue  # the engine's own comments; the proxy sends its keep-alives
-                if data.strip() == b"[DONE]":
-                    break
-                try:
-                    chunk = json.loads(data.decode("utf-8", "replace"))
-                except ValueError:
-                    yield event
-                    continue
-                if not isinstance(chunk, dict):
-                    yield event
-                    continue
-                if "error" in chunk and not chunk.get("choices"):
-                    status, message = _error_of(chunk["error"])
-                    yield self.stream_error(status, message)
+            async for raw in source:
+                out, ended = self._rewrite(events.feed(raw))
+                if out:
+                    yield out
+                if ended:
+                    await _drain(source)
                     return
-                if isinstance(chunk.get("usage"), dict):
-                    usage = chunk.pop("usage")
-                    if not chunk.get("choices"):
-                        self._remember(chunk)
-                        continue  # sent once, last, below
-                    yield sse.data_event(self._chunk(chunk))
-                    continue
-                changed = self._chunk_changed(chunk)
-                yield sse.data_event(chunk) if changed else event
-            else:
-                if self.finish_reason is None:
-                    yield self.stream_error(502, "the engine ended the stream before finishing")
-                    return
+            out, ended = self._rewrite(events.rest())
+            if out:
+                yield out
+            if ended:
+                return
         except UpstreamStreamError as error:
             yield self.stream_error(error.status, error.message, error.error_type)
             return
-        yield sse.data_event(self._usage_chunk(usage))
-        yield sse.DONE
+        if self.finish_reason is None:
+            yield self.stream_error(502, "the engine ended the stream before finishing")
+            return
+        yield self._last_events()
 
-    def _chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
-        self._chunk_changed(chunk)
-        return chunk
+    def _rewrite(self, events: list[bytes]) -> tuple[bytes, bool]:
+        """What the client gets for some whole events, and whether the stream is over."""
+        out = b""
+        for event in events:
+            data = sse.event_data(event)
+            if data is None:
+                continue  # the engine's own comments; the proxy sends its keep-alives
+            if data.strip() == b"[DONE]":
+                return out + self._last_events(), True
+            try:
+                chunk = json.loads(data.decode("utf-8", "replace"))
+            except ValueError:
+                chunk = None
+            if not isinstance(chunk, dict):
+                out += event
+            elif "error" in chunk and not chunk.get("choices"):
+                status, message = _error_of(chunk["error"])
+                return out + self.stream_error(status, message), True
+            elif isinstance(chunk.get("usage"), dict):
+                self._usage = chunk.pop("usage")  # sent once, last
+                if chunk.get("choices"):
+                    self._chunk_changed(chunk)
+                    out += sse.data_event(chunk)
+                else:
+                    self._remember(chunk)
+            else:
+                out += sse.data_event(chunk) if self._chunk_changed(chunk) else event
+        return out, False
+
+    def _last_events(self) -> bytes:
+        return sse.data_event(self._usage_chunk(self._usage)) + sse.DONE
 
     def _chunk_changed(self, chunk: dict[str, Any]) -> bool:
         """Account for one chunk and rewrite it in place; True when it changed."""
@@ -278,6 +294,23 @@ class Exchange:
             except Exception:
                 log.exception("a generation observer failed on %s", record.id)
         return record
+
+
+_DRAIN_BYTES = 64 * 1024
+_DRAIN_SECONDS = 1.0
+
+
+async def _drain(source: sse.ByteStream) -> None:
+    """Read what follows ``[DONE]`` (the end of the chunked body, normally): a response read to its
+    end gives its connection back to the pool; one closed early costs a new connection.
+    """
+    drained = 0
+    with contextlib.suppress(TimeoutError, UpstreamStreamError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for raw in source:
+                drained += len(raw)
+                if drained > _DRAIN_BYTES:
+                    return
 
 
 def client_status(upstream: int) -> int:

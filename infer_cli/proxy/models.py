@@ -66,7 +66,7 @@ async def context_length_of(context: ProxyContext) -> int | None:
             state.url.rstrip("/") + "/v1/models", headers=headers, timeout=5.0
         )
         length = _max_model_len(response.json(), state.model)
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         log.debug("cannot read the engine's context length: %s", exc)
         return None
     context.engine_context_length = length

@@ -1,8 +1,10 @@
-"""Server-sent events: small, composable transformations of a byte stream.
+"""Server-sent events: the codec pieces and small transformations of a byte stream.
 
-A stream is an ``AsyncIterator[bytes]``; a transformation takes one and returns another, so features
-stack (``with_keepalive`` now; usage and cost rewriting, mid-stream error chunks later) without
-touching the relay. Nothing here imports a web framework.
+A stream is an ``AsyncIterator[bytes]``; a transformation takes one and returns another. Here:
+building events (``data_event``, OpenRouter's mid-stream ``error_event``), cutting bytes into whole
+events (``EventSplitter``, ``event_data``), and keep-alive comments, either before the first chunk
+of any byte stream (``with_keepalive``) or in every gap of a stream of whole events
+(``send_with_keepalive``). Nothing here imports a web framework.
 """
 
 from __future__ import annotations
@@ -74,24 +76,29 @@ def error_event(
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
-async def split_events(source: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Whole SSE events (each with its blank-line terminator) from arbitrarily cut bytes.
+class EventSplitter:
+    """Whole SSE events (each with its blank-line terminator) from arbitrarily cut bytes."""
 
-    A trailing piece without a terminator is yielded as it is when the source ends.
-    """
-    buffer = b""
-    async for chunk in source:
-        if not buffer and chunk.find(b"\n\n") == len(chunk) - 2 and b"\r" not in chunk:
-            yield chunk  # the usual case: one whole event per read
-            continue
-        buffer += chunk
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The events that ``chunk`` completes."""
+        if not self._buffer and chunk.find(b"\n\n") == len(chunk) - 2 and b"\r" not in chunk:
+            return [chunk]  # the usual case: one whole event per read
+        buffer = self._buffer + chunk
+        events: list[bytes] = []
         start = 0
         while match := _EVENT_END.search(buffer, start):
-            yield buffer[start : match.end()]
+            events.append(buffer[start : match.end()])
             start = match.end()
-        buffer = buffer[start:]
-    if buffer.strip():
-        yield buffer
+        self._buffer = buffer[start:]
+        return events
+
+    def rest(self) -> list[bytes]:
+        """A trailing piece without a terminator, once the source ended."""
+        rest, self._buffer = self._buffer, b""
+        return [rest] if rest.strip() else []
 
 
 def event_data(event: bytes) -> bytes | None:
