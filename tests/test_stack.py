@@ -103,7 +103,7 @@ async def test_watch_raises_when_a_process_crashes_after_ready(tmp_path: Path) -
     stack = EngineStack(
         [
             stub_command(name="lmcache"),
-            stub_command("--crash-after", "0.5", name="vllm"),
+            stub_command("--crash-after", "2", name="vllm"),
         ],
         tmp_path,
     )
