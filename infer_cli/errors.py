@@ -80,3 +80,50 @@ class InstallError(InferError):
 
 class ModelError(InferError):
     """A model is missing or cannot be prepared."""
+
+
+# --- talking to an endpoint (infer chat, models, status, bench) ------------------------------
+
+
+class ClientError(InferError):
+    """A request to an OpenAI/OpenRouter-compatible endpoint failed."""
+
+
+class EndpointUnreachableError(ClientError):
+    """Nothing answers at the URL (refused, unknown host, timed out while connecting)."""
+
+
+class AuthenticationError(ClientError):
+    """The endpoint refused the API key (401) or the key's rights (403)."""
+
+
+class APIStatusError(ClientError):
+    """The endpoint answered with an error status (its message and type are kept)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        error_type: str | None = None,
+        hint: str | None = None,
+    ):
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.error_type = error_type
+
+
+class StreamError(ClientError):
+    """The endpoint reported an error after the answer had started (or the stream broke)."""
+
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class ModelNotFoundError(UsageError):
+    """The endpoint does not serve the model asked for."""
+
+
+class ConversationError(UsageError):
+    """A conversation file is missing, unreadable, or not a conversation."""

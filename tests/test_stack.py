@@ -151,7 +151,7 @@ async def test_stop_removes_only_this_runs_shared_memory(tmp_path: Path) -> None
                 "--grandchild-pidfile",
                 str(worker_file),
                 "--crash-after",
-                "1.0",
+                "2",
                 name="vllm",
             ),
         ],
