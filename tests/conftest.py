@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from infer_cli import paths
+from infer_cli.config.loader import PROTOTYPE_ENV
 
 # Where the heavy, shareable parts live when no test overrides them (read before any fixture runs).
 SHARED_ENGINE_HOME = paths.engine_home()
@@ -19,7 +20,24 @@ def infer_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     home = tmp_path / "infer-home"
     home.mkdir()
     monkeypatch.setenv("INFER_HOME", str(home))
-    for name in ("INFER_PROFILE", "INFER_HOST", "INFER_PORT", "INFER_VERBOSE"):
+    # the shared engine and models are opt-in (tests/e2e), never inherited from the caller's shell
+    for name in (
+        "INFER_PROFILE",
+        "INFER_HOST",
+        "INFER_PORT",
+        "INFER_VERBOSE",
+        "INFER_ENGINE_HOME",
+        "INFER_MODELS_HOME",
+        "INFER_UPSTREAM",
+        "INFER_UPSTREAM_API_KEY",
+        "INFER_API_KEYS",
+        "INFER_API_KEYS_FILE",
+        "INFER_URL",
+        "INFER_API_KEY",
+        "VLLM_BASE_URL",
+        "VLLM_API_KEY",
+        *PROTOTYPE_ENV,
+    ):
         monkeypatch.delenv(name, raising=False)
     import os
 
