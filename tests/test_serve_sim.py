@@ -79,6 +79,7 @@ def test_serve_sim_answers_restarts_on_sighup_and_stops_on_sigterm(
     assert process.stderr is not None
     log = process.stderr.read().decode()
     assert "restarting sim" in log and "stopped" in log
+    assert "simulated engine" in log
     assert "Traceback" not in log
     assert not any(pid_alive(pid) for pid in engine)
 

@@ -26,7 +26,9 @@ class ServeReporter(Protocol):
     def step(self, name: str, state: str, elapsed: float) -> None: ...
     def proxy_listening(self, url: str) -> None: ...
     def engine_progress(self, progress: StartProgress) -> None: ...
-    def ready(self, url: str, model: str, seconds: float, run_dir: Path | None) -> None: ...
+    def ready(
+        self, url: str, model: str, seconds: float, run_dir: Path | None, simulated: bool = False
+    ) -> None: ...
     def warning(self, message: str) -> None: ...
     def stopping(self, reason: str) -> None: ...
     def stopped(self) -> None: ...
@@ -57,6 +59,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     failures: list[InferError] = []
     restarts: set[asyncio.Task[None]] = set()
     engine = plan.commands[-1].name  # vllm (or the simulator); LMCache's server comes before it
+    simulated = plan.profile.engine.backend == "sim"
 
     def progress(update: StartProgress) -> None:
         state.detail = f"{update.name}: {update.phase}"
@@ -72,7 +75,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
             main.cancel()
             return
         state.status, state.detail = "ready", ""
-        reporter.ready(server.url, plan.model, time.monotonic() - began, plan.run_dir)
+        reporter.ready(server.url, plan.model, time.monotonic() - began, plan.run_dir, simulated)
 
     def on_signal(signum: int) -> None:
         received.append(signal.Signals(signum).name)
@@ -99,7 +102,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
         await stack.start(progress)
         state.url = f"http://{launch.LOOPBACK}:{plan.vllm_port}"
         state.status, state.detail = "ready", ""
-        reporter.ready(server.url, plan.model, time.monotonic() - started, plan.run_dir)
+        reporter.ready(server.url, plan.model, time.monotonic() - started, plan.run_dir, simulated)
         try:
             await stack.watch()
         except EngineCrashedError as crash:

@@ -47,14 +47,18 @@ class ServeView:
         else:
             self._status.update(text)
 
-    def ready(self, url: str, model: str, seconds: float, run_dir: Path | None) -> None:
+    def ready(
+        self, url: str, model: str, seconds: float, run_dir: Path | None, simulated: bool = False
+    ) -> None:
         self._stop_status()
         if run_dir is None:
             stderr.print("[green]✓[/] upstream ready")
         else:
             stderr.print(f"[green]✓[/] engine ready in {seconds:.0f}s — logs in {run_dir}")
         stderr.print(
-            f"[bold]infer[/] serving [bold]{escape(model)}[/] at [bold]{url}[/]  (Ctrl-C to stop)"
+            f"[bold]infer[/] serving [bold]{escape(model)}[/]"
+            + (" [yellow](simulated engine: not a real model)[/]" if simulated else "")
+            + f" at [bold]{url}[/]  (Ctrl-C to stop)"
         )
         stderr.print(
             f"[dim]  try: curl {url}/v1/chat/completions -H 'Content-Type: application/json' "

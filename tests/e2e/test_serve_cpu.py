@@ -104,6 +104,36 @@ def test_streaming_through_the_public_port(served: Served) -> None:
     assert "".join(pieces).strip()
 
 
+def test_the_openrouter_contract_holds_on_the_real_engine(served: Served) -> None:
+    import openai
+
+    listing = httpx.get(f"{served.url}/api/v1/models", timeout=10).json()
+    assert listing["object"] == "list"
+    entry = listing["data"][0]
+    assert entry["id"] == MODEL and entry["context_length"] == 4096
+    assert isinstance(entry["pricing"]["prompt"], str)
+
+    client = openai.OpenAI(base_url=f"{served.url}/api/v1", api_key="unused", max_retries=0)
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8,
+        stream=True,
+        extra_body={"provider": {"order": ["infer"]}, "transforms": []},  # OpenRouter-only
+    )
+    chunks = list(stream)
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > 0
+    extra = usage.model_extra or {}
+    assert "cost" in extra and usage.prompt_tokens_details is not None
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+
+    metrics = httpx.get(f"{served.url}/metrics", timeout=10).text
+    assert "infer_proxy_requests_total" in metrics
+    assert "vllm:prefix_cache_queries_total" in metrics  # the engine's own, appended
+
+
 def test_the_same_long_prompt_twice_reports_cached_tokens(served: Served) -> None:
     first = chat(served.url, LONG_PROMPT + " Summarise.", max_tokens=5)
     second = chat(served.url, LONG_PROMPT + " Summarise.", max_tokens=5)
