@@ -86,7 +86,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
         if state.status != "ready" or restarts:
             return  # starting or already restarting: nothing to do
         kept = ", ".join(command.name for command in plan.commands[:-1])
-        reporter.stopping(
+        reporter.warning(
             f"received SIGHUP: restarting {engine}" + (f", {kept} keeps running" if kept else "")
         )
         task = asyncio.create_task(restart_vllm())
