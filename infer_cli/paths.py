@@ -45,3 +45,8 @@ def runs_home() -> Path:
 def cache_home() -> Path:
     """Scratch space for the engine (vLLM / torch compile caches, TMPDIR)."""
     return home() / "cache"
+
+
+def chat_home() -> Path:
+    """``infer chat``'s state: the prompt history and the last conversation (``--continue``)."""
+    return home() / "chat"

@@ -30,3 +30,23 @@ ProfileOption = Annotated[
         show_default=False,
     ),
 ]
+
+UrlOption = Annotated[
+    str,
+    typer.Option(
+        "--url",
+        envvar="INFER_URL",
+        help="Endpoint: infer's proxy, a vLLM server, or any OpenAI/OpenRouter-compatible base URL "
+        "(https://openrouter.ai/api/v1 works).",
+    ),
+]
+
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="INFER_API_KEY",
+        help="API key sent as Authorization: Bearer.",
+        show_default=False,
+    ),
+]

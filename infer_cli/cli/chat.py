@@ -1,0 +1,116 @@
+"""``infer chat``: talk to the endpoint, interactively or one question at a time."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from infer_cli.cli.options import ApiKeyOption, UrlOption
+from infer_cli.client import DEFAULT_URL
+
+
+def chat(
+    question: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="QUESTION",
+            help="Ask this and print the answer (piped stdin is appended). Without it: the "
+            "interactive chat.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", envvar="INFER_MODEL", help="Model id (default: the first served)."
+        ),
+    ] = None,
+    system: Annotated[
+        str | None, typer.Option("--system", "-s", help="System prompt.", show_default=False)
+    ] = None,
+    options: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            metavar="KEY=VALUE",
+            help="A sampling parameter, e.g. -o temperature=0.2 -o max_tokens=200 (repeatable).",
+        ),
+    ] = None,
+    no_stream: Annotated[
+        bool, typer.Option("--no-stream", help="Wait for the whole answer, then print it.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the whole JSON response (one question).")
+    ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print answers as plain text, not rendered Markdown.")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--continue", "-c", help="Go on with the last conversation (kept after every answer)."
+        ),
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Chat with the endpoint: streamed Markdown answers, history, /help for commands."""
+    import sys
+
+    from infer_cli import paths
+    from infer_cli.chat.commands import parse_option
+    from infer_cli.errors import UsageError
+    from infer_cli.ui.chat_app import ChatRequest, run
+
+    params = dict(parse_option(option) for option in options or ())
+    text = " ".join(question) if question else None
+    if not sys.stdin.isatty():
+        piped = sys.stdin.read()
+        if piped.strip():
+            text = f"{text}\n\n{piped}" if text else piped
+        elif text is None:
+            raise UsageError("nothing to ask: stdin is empty", hint='e.g. infer chat "question"')
+    if text is None:
+        if json_output:
+            raise UsageError("--json needs a question", hint='e.g. infer chat --json "question"')
+        if not sys.stdout.isatty():
+            raise UsageError(
+                "the interactive chat needs a terminal", hint='ask one question: infer chat "..."'
+            )
+    last = paths.chat_home() / "last.json"
+    request = ChatRequest(
+        url=url,
+        api_key=api_key,
+        model=model,
+        system=system,
+        params=params,
+        question=text,
+        stream=not no_stream,
+        json_output=json_output,
+        raw=raw,
+        resume=last if resume else None,
+        history_file=paths.chat_home() / "history",
+        autosave_file=last,
+    )
+    try:
+        code = run(request)
+    except BrokenPipeError:
+        # the reader went away (infer chat ... | head): end quietly, and point stdout at
+        # /dev/null so that Python's own flush at exit does not complain either
+        _silence_stdout()
+        code = 0
+    if code:
+        raise typer.Exit(code)
+
+
+def _silence_stdout() -> None:
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,341 @@
+"""How ``infer chat`` looks: answers rendered as Markdown while they stream, or plain text.
+
+:class:`MarkdownStream` keeps a long answer readable while it grows: every block that can no
+longer change (a paragraph, list or code block followed by a blank line) is printed once, for good,
+into the scrollback; only the block being written lives in a small :class:`rich.live.Live` region,
+cropped to its last screen-full. So the live region never outgrows the terminal, nothing is drawn
+twice, and the finished answer in the scrollback is the same Markdown a one-shot render gives.
+:class:`PlainStream` writes the text as it comes (``--raw``, or stdout not a terminal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from typing import IO, TYPE_CHECKING, Protocol
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.markdown import Markdown
+from rich.segment import Segment
+from rich.text import Text
+
+from infer_cli.chat.stats import AnswerStats, summary
+from infer_cli.errors import InferError
+
+if TYPE_CHECKING:
+    from rich.live import Live
+
+    from infer_cli.chat.commands import Outcome
+    from infer_cli.chat.session import ChatSession
+
+CODE_THEME = "monokai"
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+class AnswerStream(Protocol):
+    def start(self) -> None: ...
+    def append(self, text: str) -> None: ...
+    def finish(self, *, interrupted: bool = False) -> None: ...
+
+
+def chat_console(file: IO[str] | None = None) -> Console:
+    """A console for answers: wraps to the terminal (unlike the one-line consoles of ``ui``)."""
+    return Console(file=file, highlight=False)
+
+
+# --- streaming renderers -----------------------------------------------------------------------
+
+
+def stable_boundary(text: str, start: int = 0) -> int:
+    """The end of the blocks of ``text[start:]`` that later text can no longer change.
+
+    A block is finished by a blank line that is outside a fenced code block and followed by
+    unindented text (an indented line may still continue a list item). Returns ``start`` when
+    nothing is finished yet.
+    """
+    boundary = start
+    fence: str | None = None
+    position = start
+    blank_at: int | None = None  # the end of the last blank line seen outside a fence
+    for line in text[start:].splitlines(keepends=True):
+        stripped = line.strip()
+        if fence is None and blank_at is not None and stripped and not line[0].isspace():
+            boundary = blank_at  # its first character is enough to know a new block began
+        if not line.endswith("\n"):
+            break  # the rest of an unfinished line decides nothing yet
+        if stripped:
+            blank_at = None
+        match = _FENCE.match(line)
+        if match:
+            marker = match.group(1)
+            if fence is None:
+                fence = marker
+            elif (
+                marker[0] == fence[0] and len(marker) >= len(fence) and not stripped[len(marker) :]
+            ):
+                fence = None
+        elif fence is None and not stripped:
+            blank_at = position + len(line)
+        position += len(line)
+    return boundary
+
+
+def _closes(fence: str, marker: str, line: str) -> bool:
+    """A fence line closes the open block: same character, at least as long, nothing after."""
+    return marker[0] == fence[0] and len(marker) >= len(fence) and not line[len(marker) :]
+
+
+class _Lines:
+    """Rendered lines, without the empty lines Rich puts before some blocks (lists)."""
+
+    def __init__(self, lines: list[list[Segment]]):
+        while lines and not "".join(segment.text for segment in lines[0]):
+            lines = lines[1:]
+        while lines and not "".join(segment.text for segment in lines[-1]):
+            lines = lines[:-1]
+        self.lines = lines
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        new_line = Segment.line()
+        for line in self.lines:
+            yield from line
+            yield new_line
+
+
+class _Tail:
+    """The unfinished end of an answer, cropped to the last lines that fit on the screen."""
+
+    def __init__(self, code_theme: str):
+        self.text = ""
+        self.code_theme = code_theme
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self.text.strip():
+            return
+        lines = console.render_lines(
+            Markdown(self.text, code_theme=self.code_theme), options, pad=False
+        )
+        room = max(3, (options.height or console.size.height) - 2)
+        if len(lines) > room:
+            lines = lines[-room:]
+        new_line = Segment.line()
+        for line in lines:
+            yield from line
+            yield new_line
+
+
+class MarkdownStream:
+    """Markdown rendered as it arrives; see the module docstring."""
+
+    def __init__(self, console: Console, *, code_theme: str = CODE_THEME, fps: float = 12):
+        self.console = console
+        self.code_theme = code_theme
+        self.fps = fps
+        self.text = ""
+        self._printed = 0
+        self._tail = _Tail(code_theme)
+        self._live: Live | None = None
+        self._last_refresh = 0.0
+        self._pending: asyncio.TimerHandle | None = None
+        self._blocks = 0
+
+    def start(self) -> None:
+        from rich.live import Live
+
+        # No refresh thread: Rich's auto-refresh thread and a print from this thread can interleave
+        # and leave a stale copy of the live region behind. Refreshes happen here, throttled.
+        self._live = Live(
+            self._tail,
+            console=self.console,
+            auto_refresh=False,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            vertical_overflow="crop",
+        )
+        self._live.start()
+
+    def append(self, text: str) -> None:
+        first = not self.text
+        self.text += text
+        boundary = stable_boundary(self.text, self._printed)
+        if boundary > self._printed:
+            self._print(self.text[self._printed : boundary])
+            self._printed = boundary
+        self._tail.text = self.text[self._printed :]
+        wait = self._last_refresh + 1 / self.fps - time.monotonic()
+        if first or wait <= 0:
+            self._refresh()  # the first token shows at once, not at the next tick
+        elif self._pending is None:
+            # show what arrived even if nothing follows it soon (no loop: the next piece will)
+            with contextlib.suppress(RuntimeError):
+                self._pending = asyncio.get_running_loop().call_later(wait, self._refresh)
+
+    def _refresh(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        if self._live is not None:
+            self._live.refresh()
+            self._last_refresh = time.monotonic()
+
+    def finish(self, *, interrupted: bool = False) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        live, self._live = self._live, None
+        if live is not None:
+            self._tail.text = ""
+            live.stop()
+        rest = self.text[self._printed :]
+        self._printed = len(self.text)
+        if rest.strip():
+            self._print(rest)
+        if interrupted:
+            self.console.print(Text("⏹ interrupted", style="yellow"))
+        if self._blocks:
+            self.console.print()
+
+    def _print(self, markdown: str) -> None:
+        """One finished block, for good, with exactly one blank line between blocks."""
+        if not markdown.strip():
+            return
+        rendered = _Lines(
+            self.console.render_lines(
+                Markdown(markdown.strip("\n"), code_theme=self.code_theme),
+                self.console.options,
+                pad=False,
+            )
+        )
+        if self._blocks:
+            self.console.print()
+        self.console.print(rendered)
+        self._blocks += 1
+
+
+class PlainStream:
+    """The answer's text as it arrives, unchanged (flushed per piece)."""
+
+    def __init__(self, out: IO[str], notes: IO[str] | None = None):
+        self.out = out
+        self.notes = notes or out
+        """Where the ``[interrupted]`` mark goes (stderr when stdout is a pipe: no decoration)."""
+        self._ends_with_newline = True
+        self._wrote = False
+
+    def start(self) -> None:
+        pass
+
+    def append(self, text: str) -> None:
+        if not text:
+            return
+        self.out.write(text)
+        self.out.flush()
+        self._wrote = True
+        self._ends_with_newline = text.endswith("\n")
+
+    def finish(self, *, interrupted: bool = False) -> None:
+        if self._wrote and not self._ends_with_newline:
+            self.out.write("\n")
+        self.out.flush()
+        if interrupted:
+            self.notes.write("[interrupted]\n")
+            self.notes.flush()
+
+
+# --- the rest of the chat screen ---------------------------------------------------------------
+
+
+class ChatView:
+    """Everything ``infer chat`` shows besides the answers themselves."""
+
+    def __init__(self, console: Console, *, markdown: bool = True):
+        self.console = console
+        self.markdown = markdown
+
+    def answer_stream(self) -> AnswerStream:
+        if self.markdown:
+            return MarkdownStream(self.console)
+        return PlainStream(self.console.file)
+
+    def banner(self, session: ChatSession) -> None:
+        self.console.print(
+            Text.assemble(
+                ("infer chat", "bold"),
+                " · ",
+                (session.model, "cyan"),
+                " at ",
+                session.client.endpoint.url,
+            )
+        )
+        self.console.print(
+            Text(
+                '/help for commands · """ or Alt-Enter for several lines · Ctrl-C stops an'
+                " answer · Ctrl-D leaves",
+                style="dim",
+            )
+        )
+        if session.conversation.messages:
+            self.console.print(
+                Text(
+                    f"continuing a conversation of {session.conversation.turns} turns",
+                    style="dim",
+                )
+            )
+
+    def stats(self, stats: AnswerStats) -> None:
+        line = summary(stats)
+        if line:
+            self.console.print(Text(line, style="dim"))
+
+    def error(self, error: InferError, *, partial: bool = False) -> None:
+        self.console.print(Text.assemble(("error: ", "bold red"), error.one_line()))
+        if partial:
+            self.console.print(Text("the partial answer is kept; /retry asks again", style="dim"))
+
+    def unanswered(self) -> None:
+        self.console.print(Text("no answer was kept; /retry asks again", style="dim"))
+
+    def outcome(self, outcome: Outcome) -> None:
+        if outcome.message:
+            self.console.print(Text(outcome.message, style="green"))
+        if outcome.rows:
+            from rich.table import Table
+
+            table = Table(box=None, show_header=False, pad_edge=False)
+            table.add_column(style="bold")
+            table.add_column()
+            for key, value in outcome.rows:
+                table.add_row(Text(key), Text(value))
+            self.console.print(table)
+
+    def help(self) -> None:
+        from rich.table import Table
+
+        from infer_cli.chat.commands import COMMANDS, KEYS
+
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column(style="bold cyan")
+        table.add_column()
+        for command in COMMANDS:
+            aliases = "".join(f", /{alias}" for alias in command.aliases)
+            table.add_row(Text(command.usage + aliases), Text(command.summary))
+        table.add_row("", "")
+        for key, meaning in KEYS:
+            table.add_row(Text(key), Text(meaning))
+        self.console.print(table)
+
+    def goodbye(self, saved: str | None) -> None:
+        if saved:
+            self.console.print(Text(f"conversation kept in {saved} (infer chat -c)", style="dim"))
+
+
+def print_answer(console: Console, text: str, *, markdown: bool) -> None:
+    """A whole answer at once (``--no-stream``)."""
+    if markdown:
+        console.print(Markdown(text, code_theme=CODE_THEME))
+    else:
+        console.file.write(text if text.endswith("\n") else text + "\n")
+        console.file.flush()

@@ -1,0 +1,135 @@
+"""``infer chat`` one question at a time, through ``CliRunner``, against the simulated engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from infer_cli.cli import app
+from tests.chat.conftest import SimServers
+from tests.helpers import free_port
+
+runner = CliRunner()
+
+
+def chat(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Any:
+    return runner.invoke(app, ["chat", *args], input=input, env=env)
+
+
+def last_conversation(home: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((home / "chat" / "last.json").read_text())
+    return data
+
+
+def test_one_question_prints_the_bare_answer(sims: SimServers, infer_home: Path) -> None:
+    result = chat("--url", sims.fast.url, "hello", "there", "-o", "max_tokens=8")
+    assert result.exit_code == 0, result.output
+    answer = result.stdout
+    assert answer.strip() and answer.endswith("\n")
+    assert "\x1b[" not in answer and "first token" not in answer  # no decoration in a pipe
+    assert result.stderr == ""
+    saved = last_conversation(infer_home)
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert saved["messages"][0]["content"] == "hello there"
+    assert saved["messages"][1]["content"] == answer.rstrip("\n")
+    assert saved["messages"][1]["stats"]["completion_tokens"] == 8
+    assert saved["model"] == "sim-model"  # the first model the server lists
+
+
+def test_piped_stdin_is_appended_to_the_question(sims: SimServers, infer_home: Path) -> None:
+    result = chat("--url", sims.fast.url, "review this", "-o", "max_tokens=3", input="+ a = 1\n")
+    assert result.exit_code == 0, result.output
+    assert last_conversation(infer_home)["messages"][0]["content"] == "review this\n\n+ a = 1\n"
+    only_stdin = chat("--url", sims.fast.url, "-o", "max_tokens=3", input="just stdin")
+    assert only_stdin.exit_code == 0, only_stdin.output
+    assert last_conversation(infer_home)["messages"][0]["content"] == "just stdin"
+    nothing = chat("--url", sims.fast.url, input="")
+    assert nothing.exit_code == 2 and "nothing to ask" in nothing.stderr
+
+
+def test_json_no_stream_options_and_system(sims: SimServers, infer_home: Path) -> None:
+    base = ["--url", sims.fast.url, "-o", "max_tokens=5", "-o", "temperature=0"]
+    plain = json.loads(chat(*base, "--json", "hi").stdout)
+    assert plain["object"] == "chat.completion" and plain["model"] == "sim-model"
+    assert plain["usage"]["completion_tokens"] == 5
+    text = plain["choices"][0]["message"]["content"]
+    with_system = json.loads(chat(*base, "--json", "--system", "be terse " * 20, "hi").stdout)
+    assert with_system["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"]
+    assert last_conversation(infer_home)["system"].startswith("be terse")
+    whole = chat(*base, "--no-stream", "hi")
+    assert whole.exit_code == 0 and whole.stdout.strip() == text
+    bad = chat(*base, "-o", "oops", "hi")
+    assert bad.exit_code == 2 and "-o key=value" in bad.stderr
+
+
+def test_url_forms_env_and_continue(sims: SimServers, infer_home: Path) -> None:
+    for url in (sims.fast.url + "/api/v1", sims.fast.url + "/v1/", sims.fast.url[len("http://") :]):
+        result = chat("--url", url, "-o", "max_tokens=2", "hi")
+        assert result.exit_code == 0, (url, result.output)
+    from_env = chat("-o", "max_tokens=2", "first", env={"INFER_URL": sims.fast.url})
+    assert from_env.exit_code == 0, from_env.output
+    follow = chat("--url", sims.fast.url, "-c", "-o", "max_tokens=2", "second")
+    assert follow.exit_code == 0, follow.output
+    contents = [m["content"] for m in last_conversation(infer_home)["messages"]]
+    assert len(contents) == 4 and contents[0] == "first" and contents[2] == "second"
+
+
+def test_unknown_model_lists_the_served_ones(sims: SimServers) -> None:
+    result = chat("--url", sims.fast.url, "--model", "nope", "hi")
+    assert result.exit_code == 2
+    assert "model 'nope' is not served" in result.stderr and "sim-model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_missing_or_wrong_key(sims: SimServers) -> None:
+    missing = chat("--url", sims.failing.url, "hi")
+    assert missing.exit_code == 1
+    assert "needs an API key" in missing.stderr and "INFER_API_KEY" in missing.stderr
+    wrong = chat("--url", sims.failing.url, "--api-key", "wrong", "hi")
+    assert wrong.exit_code == 1 and "refused the API key" in wrong.stderr
+    models = runner.invoke(app, ["models", "--url", sims.failing.url])
+    assert models.exit_code == 1 and "INFER_API_KEY" in models.stderr
+
+
+def test_unreachable_endpoint_names_the_url_and_infer_serve() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    for command in (["chat", "--url", url, "hi"], ["models", "--url", url]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1
+        (line,) = result.stderr.strip().splitlines()
+        assert f"cannot reach {url}" in line and "infer serve" in line
+
+
+def test_mid_stream_error_shows_the_partial_answer_and_the_error(
+    sims: SimServers, infer_home: Path
+) -> None:
+    key = {"INFER_API_KEY": sims.failing.api_key or ""}
+    result = chat("--url", sims.failing.url, "hi", env=key)
+    assert result.exit_code == 1
+    assert 1 <= len(result.stdout.split()) <= 3  # the three tokens before the failure
+    assert "failed mid-stream" in result.stderr and "after 3 tokens" in result.stderr
+    kept = last_conversation(infer_home)["messages"][-1]
+    assert kept["role"] == "assistant" and kept["error"] and kept["content"]
+
+
+def test_broken_pipe_ends_quietly(sims: SimServers, infer_home: Path) -> None:
+    command = (
+        f"{sys.executable} -m infer_cli chat --url {sims.fast.url} -o max_tokens=400 hi"
+        " | head -c 10"
+    )
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "INFER_HOME": str(infer_home)},
+    )
+    assert len(done.stdout) == 10
+    assert done.stderr == "" and done.returncode == 0
