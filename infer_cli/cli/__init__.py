@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from infer_cli import __version__
-from infer_cli.cli import engine, keys, profiles, pull, serve
+from infer_cli.cli import chat, engine, keys, models, profiles, pull, serve, status
 from infer_cli.cli._run import InferGroup
 
 app = typer.Typer(
@@ -49,6 +49,9 @@ def _root(
 
 app.command("serve")(serve.serve)
 app.command("pull")(pull.pull)
+app.command("chat")(chat.chat)
+app.command("models")(models.models)
+app.command("status")(status.status)
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(engine.app, name="engine")
 app.add_typer(keys.app, name="keys")
