@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from infer_cli import __version__
-from infer_cli.cli import chat, engine, keys, models, profiles, pull, serve, status
+from infer_cli.cli import bench, chat, engine, keys, models, profiles, pull, serve, status
 from infer_cli.cli._run import InferGroup
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ app.command("pull")(pull.pull)
 app.command("chat")(chat.chat)
 app.command("models")(models.models)
 app.command("status")(status.status)
+app.add_typer(bench.app, name="bench")
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(engine.app, name="engine")
 app.add_typer(keys.app, name="keys")

@@ -1,0 +1,182 @@
+"""``infer bench`` through the command line (typer's CliRunner) against the simulated engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from infer_cli.cli import app
+from infer_cli.sim import SimSettings, running
+from tests.helpers import free_port
+
+
+@contextlib.contextmanager
+def sim_in_thread(settings: SimSettings) -> Iterator[str]:
+    """The simulated engine served from a thread of its own (CliRunner runs its own loop)."""
+    ready = threading.Event()
+    found: list[str] = []
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with running(settings) as url:
+            found.append(url)
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the simulated engine did not start"
+    try:
+        yield found[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def sim_url() -> Iterator[str]:
+    with sim_in_thread(SimSettings(ms_per_output_token=1, prefill_ms_per_token=0.01)) as url:
+        yield url
+
+
+def bench(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["bench", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_random_run_writes_json_and_csv(sim_url: str, tmp_path: Path) -> None:
+    out, csv = tmp_path / "run.json", tmp_path / "run.csv"
+    code, stdout, stderr = bench(
+        "random", "--url", sim_url, "-n", "6", "--input-len", "40", "--output-len", "4",
+        "-c", "1,2", "--warmup", "2", "--slo", "ttft=1000", "-o", str(out), "--csv", str(csv),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "TTFT" in stdout and "sweep" in stdout and "latency against concurrency" in stdout
+    assert "prompt lengths exact" in stdout  # the bare simulator has /tokenize
+    data = json.loads(out.read_text())
+    assert data["partial"] is False and data["server"]["model"] == "sim-model"
+    assert [run["label"] for run in data["runs"]] == ["c=1", "c=2"]
+    assert len(data["runs"][0]["requests"]) == 6 and data["warmup"]["requests"] == 2
+    assert data["runs"][0]["summary"]["goodput"]["good"] == 6
+    assert data["runs"][0]["engine"]["prefix_cache_queries"] > 0
+    assert len(csv.read_text().splitlines()) == 13
+    code, stdout, _ = bench("compare", str(out), str(out))
+    assert code == 0 and "TTFT median ms" in stdout
+    code, stdout, _ = bench("compare", str(out), str(out), "--json")
+    assert json.loads(stdout)["runs"][0]["changes"][0]["change"] == 0
+
+
+def test_json_summary_and_shared_prefix(sim_url: str) -> None:
+    code, stdout, stderr = bench(
+        "shared-prefix", "--url", sim_url, "--prefixes", "2", "--suffixes", "2",
+        "--prefix-len", "200", "--suffix-len", "10", "--output-len", "2", "--json", "-q",
+    )  # fmt: skip
+    assert code == 0, stderr
+    data = json.loads(stdout)
+    cache = data["runs"][0]["summary"]["cache"]
+    assert cache["warm"]["hit_rate"] > 0.5 and "requests" not in data["runs"][0]
+
+
+def test_failed_requests_exit_1_unless_allowed(tmp_path: Path) -> None:
+    with sim_in_thread(SimSettings(ms_per_output_token=0, error_rate=1.0)) as url:
+        code, _, stderr = bench("random", "--url", url, "-n", "3", "--input-len", "5", "-q")
+        assert code == 1
+        assert "3 of 3 requests failed (http_500 3)" in stderr
+        assert len(stderr.strip().splitlines()) == 1
+        code, _, _ = bench(
+            "random", "--url", url, "-n", "3", "--input-len", "5", "-q", "--max-errors", "100%"
+        )
+        assert code == 0
+
+
+def test_server_gone_mid_run_writes_a_partial_result(tmp_path: Path) -> None:
+    out = tmp_path / "partial.json"
+    settings = SimSettings(ms_per_output_token=20)
+    holder: dict[str, object] = {}
+
+    def run() -> None:
+        holder["result"] = CliRunner().invoke(
+            app,
+            ["bench", "random", "--url", url, "-n", "60", "--input-len", "5", "--output-len",
+             "10", "-c", "2", "-q", "-o", str(out), "--no-engine-metrics"],
+        )  # fmt: skip
+
+    with sim_in_thread(settings) as url:
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until a few answers have been completed
+            metrics = httpx.get(url + "/metrics", timeout=5).text
+            done = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith("vllm:e2e_request_latency_seconds_count")
+            ]
+            if done and float(done[0].split()[-1]) >= 3:
+                break
+            time.sleep(0.05)
+    thread.join(30)
+    result = holder["result"]
+    assert getattr(result, "exit_code", None) == 1
+    stderr = getattr(result, "stderr", "")
+    assert "stopped early" in stderr and "partial results in" in stderr
+    data = json.loads(out.read_text())
+    assert data["partial"] is True and "stopped accepting connections" in data["reason"]
+    assert 0 < data["runs"][0]["summary"]["requests"]["completed"] < 60
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "unknown workload or command 'nope'"),
+        (["random", "-c", "0"], "--concurrency values must be at least 1"),
+        (["random", "--rate", "-1"], "--rate must be positive"),
+        (["random", "--slo", "speed=3"], "--slo: bad SLO"),
+        (["random", "--range-ratio", "2"], "--range-ratio must be in [0, 1)"),
+        (["latency", "-c", "4"], "latency runs one request at a time"),
+        (["file"], "needs --dataset"),
+        (["file", "--dataset", "/nonexistent.jsonl"], "does not exist"),
+        (["long-doc", "--repeat-mode", "zigzag"], "--repeat-mode"),
+        (["random", "--max-errors", "many"], "--max-errors"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    code, _, stderr = bench(*args)
+    assert code == 2
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_server_and_unknown_model(sim_url: str) -> None:
+    code, _, stderr = bench("random", "--url", f"http://127.0.0.1:{free_port()}", "-q")
+    assert code == 1 and "cannot reach" in stderr
+    code, _, stderr = bench("random", "--url", sim_url, "--model", "other", "-q")
+    assert code == 2 and "does not serve 'other'" in stderr
+
+
+def test_compare_rejects_a_file_that_is_not_a_result(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    code, _, stderr = bench("compare", str(bad), str(bad))
+    assert code == 2 and "not an infer bench result" in stderr
+
+
+def test_file_workload_from_jsonl(sim_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"prompt": "Tell me a story", "max_tokens": 3}\n{"prompt": "Hi"}\n')
+    code, stdout, stderr = bench(
+        "file", "--url", sim_url, "--dataset", str(data), "--output-len", "2", "-q", "--json"
+    )
+    assert code == 0, stderr
+    assert json.loads(stdout)["runs"][0]["summary"]["tokens"]["output"] == 4
