@@ -46,7 +46,11 @@ def create_app(
 
     from infer_cli import __version__
     from infer_cli.proxy import upstream
-    from infer_cli.proxy.completions import completions_router
+    from infer_cli.proxy.completions import (
+        CompletionsFastPath,
+        completion_handlers,
+        completions_router,
+    )
     from infer_cli.proxy.forward import forward_router
     from infer_cli.proxy.guards import GuardConfig, install_guards
     from infer_cli.proxy.handlers import install_error_handlers
@@ -82,6 +86,8 @@ def create_app(
     )
     app.state.proxy = context
     install_error_handlers(app)
+    # Before the guards, so that it runs inside them (each middleware added wraps the ones before).
+    app.add_middleware(CompletionsFastPath, handlers=completion_handlers(context))
     install_guards(app, context, guards or GuardConfig())
     app.include_router(health_router(context))
     app.include_router(models_router(context))

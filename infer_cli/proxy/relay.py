@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -82,12 +82,16 @@ class RelayResponse(Response):
         """True when the client went away before the answer was complete."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._watch_client, receive, group.cancel_scope)
+        # A cancel scope that the watcher cancels when the client goes away, rather than a task
+        # group: the watcher is simply dropped at the end, with none of a group's bookkeeping (nor
+        # a cancellation that formats the task's repr), on every request.
+        with anyio.CancelScope() as relaying:
+            watcher = asyncio.ensure_future(self._watch_client(receive, relaying))
+            watcher.add_done_callback(_retrieve)
             try:
                 await self._relay(scope, receive, send)
             finally:
-                group.cancel_scope.cancel()
+                watcher.cancel()
         if self._exchange is not None:
             self._exchange.finish(
                 cancelled=self.client_disconnected,
@@ -281,7 +285,8 @@ class RelayResponse(Response):
         """Send a stream of whole events, with a keep-alive comment in every silence."""
 
         async def emit(chunk: bytes) -> None:
-            await self._send(send, {"type": "http.response.body", "body": chunk, "more_body": True})
+            # Straight to ``send``: a body chunk with more to come changes none of _send's flags.
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
         try:
             await sse.send_with_keepalive(events, emit, self._interval, first_after=first_after)
@@ -327,6 +332,6 @@ async def _aclose(body: sse.ByteStream) -> None:
         await aclose()
 
 
-def _retrieve(future: asyncio.Future[httpx.Response]) -> None:
+def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
