@@ -316,20 +316,24 @@ def _text_only() -> list[Any]:
     return ["text"]
 
 
+DEFAULT_SAMPLING_PARAMETERS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "stop",
+    "seed",
+    "max_tokens",
+    "logit_bias",
+)
+"""What a listing declares when the profile names no sampling parameters."""
+
+
 def _default_sampling() -> list[Any]:
-    return [
-        "temperature",
-        "top_p",
-        "top_k",
-        "min_p",
-        "frequency_penalty",
-        "presence_penalty",
-        "repetition_penalty",
-        "stop",
-        "seed",
-        "max_tokens",
-        "logit_bias",
-    ]
+    return list(DEFAULT_SAMPLING_PARAMETERS)
 
 
 class Profile(_Strict):

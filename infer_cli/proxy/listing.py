@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from infer_cli.config.schema import DEFAULT_SAMPLING_PARAMETERS
 from infer_cli.proxy.pricing import Prices
 
 if TYPE_CHECKING:
@@ -20,20 +21,6 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = "2.4"
 OWNED_BY = "infer"
-
-_DEFAULT_SAMPLING = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "frequency_penalty",
-    "presence_penalty",
-    "repetition_penalty",
-    "stop",
-    "seed",
-    "max_tokens",
-    "logit_bias",
-)
 
 
 @dataclass(frozen=True)
@@ -55,7 +42,7 @@ class ProviderInfo:
     """None: the context length."""
     input_modalities: tuple[str, ...] = ("text",)
     output_modalities: tuple[str, ...] = ("text",)
-    supported_sampling_parameters: tuple[str, ...] = _DEFAULT_SAMPLING
+    supported_sampling_parameters: tuple[str, ...] = DEFAULT_SAMPLING_PARAMETERS
     supported_features: tuple[str, ...] = ()
     prices: Prices = field(default_factory=Prices)
 
