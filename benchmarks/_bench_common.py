@@ -109,26 +109,3 @@ def vllm_bench(args: Sequence[str]) -> dict[str, Any]:
             )
         result: dict[str, Any] = json.loads(path.read_text())
         return result
-
-
-def engine_port(root: int) -> int | None:
-    """The port of the ``vllm serve`` that ``infer serve`` (pid ``root``) started."""
-    todo, seen = [root], set()
-    while todo:
-        pid = todo.pop()
-        seen.add(pid)
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in seen:
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                parent = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if parent != pid:
-                continue
-            todo.append(int(entry))
-            argv = [a.decode() for a in Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")]
-            if "serve" in argv and any(a.endswith("vllm") for a in argv) and "--port" in argv:
-                return int(argv[argv.index("--port") + 1])
-    return None

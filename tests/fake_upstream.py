@@ -96,6 +96,8 @@ class FakeUpstream:
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/completions", self._chat, methods=["POST"]),
                 Route("/v1/echo", self._echo, methods=["GET", "POST", "PUT", "DELETE"]),
+                Route("/tokenize", self._echo, methods=["POST"]),
+                Route("/detokenize", self._echo, methods=["POST"]),
                 Route("/metrics", self._metrics, methods=["GET"]),
             ]
         )

@@ -207,6 +207,38 @@ async def test_internal_key_replaces_the_clients_and_headers_are_filtered(
     assert upstream_headers["host"] != urlparse_host(response.request.url)
 
 
+@pytest.mark.parametrize(
+    ("path", "engine_path"),
+    [
+        ("/tokenize", "/tokenize"),
+        ("/v1/tokenize", "/tokenize"),
+        ("/api/v1/tokenize", "/tokenize"),
+        ("/detokenize", "/detokenize"),
+        ("/api/v1/detokenize", "/detokenize"),
+    ],
+)
+async def test_tokenize_reaches_the_engines_root_with_the_internal_key(
+    proxy: ProxyFactory, fake: FakeUpstream, path: str, engine_path: str
+) -> None:
+    body = {"model": "fake/model", "prompt": "hello"}
+    async with proxy() as (url, _), client(url) as http:
+        response = await http.post(path, json=body, headers={"Authorization": "Bearer mine"})
+    assert response.status_code == 200
+    seen = response.json()
+    assert seen["path"] == engine_path
+    assert json.loads(seen["body"]) == body
+    assert [v for k, v in seen["headers"] if k == "authorization"] == [f"Bearer {KEY}"]
+
+
+async def test_tokenize_at_the_root_is_503_while_the_engine_starts(
+    proxy: ProxyFactory, fake: FakeUpstream
+) -> None:
+    async with proxy(status="starting") as (url, _), client(url) as http:
+        response = await http.post("/tokenize", json={"prompt": "hi"})
+    assert_error(response, 503, "provider_unavailable")
+    assert fake.requests == []
+
+
 def urlparse_host(url: httpx.URL) -> str:
     return f"{url.host}:{url.port}"
 

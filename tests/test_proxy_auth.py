@@ -251,6 +251,7 @@ async def test_requests_need_a_known_key(fake: FakeUpstream, tmp_path: Path) -> 
         async with client(served.url) as anonymous:
             missing = await anonymous.post("/v1/chat/completions", json=CHAT)
             models = await anonymous.get("/api/v1/models")
+            tokenize = await anonymous.post("/tokenize", json={"prompt": "hi"})
             health = await anonymous.get("/health")
             metrics = await anonymous.get("/metrics")
         async with client(served.url, "sk-wrong") as wrong:
@@ -262,7 +263,7 @@ async def test_requests_need_a_known_key(fake: FakeUpstream, tmp_path: Path) -> 
             ok_file = await filed.post("/v1/chat/completions", json=CHAT)
             who_plain = (await plain.get("/test/whoami")).json()
             who_file = (await filed.get("/test/whoami")).json()
-    for response in (missing, models, invalid, wrong_scheme):
+    for response in (missing, models, tokenize, invalid, wrong_scheme):
         error = assert_error(response, 401, "authentication")
         assert error["type"] == "authentication_error"
         assert response.headers["www-authenticate"] == "Bearer"

@@ -4,6 +4,7 @@ process, signals) with infer's simulated engine as the engine.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -95,3 +96,22 @@ def test_a_crashed_engine_takes_serve_down_with_the_cause(
     assert process.stderr is not None
     last = process.stderr.read().decode().strip().splitlines()[-1]
     assert last.startswith("error: sim") and "log:" in last
+
+
+def test_bench_behind_the_proxy_fits_prompt_lengths_with_the_engines_tokenizer(
+    served: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    url, _ = served
+    counted = httpx.post(f"{url}/tokenize", json={"prompt": "one two three"}, timeout=10)
+    assert counted.status_code == 200 and counted.json()["count"] == 3
+    out = tmp_path / "run.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "infer_cli", "bench", "random", "--url", url, "-n", "3",
+         "--input-len", "50", "--output-len", "2", "--endpoint", "completions", "--warmup", "0",
+         "-q", "-o", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert data["lengths"] == {"exact": True, "source": f"{url}/tokenize", "off_target": 0}
+    assert [r["prompt_tokens"] for r in data["runs"][0]["requests"]] == [50, 50, 50]

@@ -191,9 +191,9 @@ async def _tokenizer(
             )
         else:
             events.note(
-                f"{client.endpoint.root} has no /tokenize (the infer proxy does not forward it): "
-                "prompt lengths are estimates (about one token per word); --tokenize-url ENGINE "
-                "fits them exactly. Measured prompt tokens come from usage either way."
+                f"{client.endpoint.root} has no /tokenize: prompt lengths are estimates (about "
+                "one token per word); --tokenize-url URL fits them with a server that has one. "
+                "Measured prompt tokens come from usage either way."
             )
     return tokenizer
 

@@ -1,9 +1,9 @@
 """Prompt text of exact lengths: the server's ``/tokenize`` when it has one, else estimates.
 
-vLLM (and infer's simulated engine) answer ``POST /tokenize`` at the server root. The infer proxy
-does not forward it, so behind the proxy the lengths are estimates unless ``--tokenize-url`` names
-a server that tokenizes with the same tokenizer (the engine itself, or a bare vLLM). Either way the
-tokens a request really had are measured from the answer's ``usage``.
+vLLM (and infer's simulated engine) answer ``POST /tokenize`` at the server root, and the infer
+proxy forwards it there. A server without one gets estimated lengths, unless ``--tokenize-url``
+names a server that tokenizes with the same tokenizer. Either way the tokens a request really had
+are measured from the answer's ``usage``.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ def run(
         typer.Option(
             "--tokenize-url",
             help="Server whose POST /tokenize fits prompt lengths exactly (default: the "
-            "endpoint's own, if it has one; the infer proxy has none, vLLM has).",
+            "endpoint's own: vLLM, the simulator and the infer proxy have one).",
             show_default=False,
             rich_help_panel=_SERVER,
         ),

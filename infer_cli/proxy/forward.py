@@ -1,5 +1,9 @@
 """``/v1/{path}`` and ``/api/v1/{path}``: what the proxy does not serve itself goes to the engine.
 
+vLLM answers ``/tokenize`` and ``/detokenize`` at its root, not under ``/v1``: the proxy serves
+them at its root too and maps ``/v1/tokenize`` (and ``/api/v1/...``) there, so that clients that
+fit prompt lengths (``infer bench``, ``vllm bench serve``) get the engine's own tokenizer.
+
 The handler checks what can be checked before the engine is involved (readiness, path, body size,
 JSON), then returns a :class:`~infer_cli.proxy.relay.RelayResponse` that performs the exchange while
 it is sent. Routes that the proxy answers itself (model listing, generation stats, ...) are
@@ -9,6 +13,7 @@ registered before this router, so they win; this router goes last.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +33,10 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 STREAMING_PATHS = frozenset({"chat/completions", "completions"})
 """Endpoints whose ``"stream": true`` answers are event streams that get keep-alive comments."""
 
+ROOT_PATHS = frozenset({"tokenize", "detokenize"})
+"""Engine endpoints that live at the engine's root; the proxy serves them at its root and under
+its prefixes."""
+
 _PATH_SAFE = "/:@!$&'()*+,;=~"
 
 
@@ -42,6 +51,20 @@ def forward_router(context: ProxyContext) -> APIRouter:
             keepalive_interval=context.config.keepalive_interval,
         )
 
+    def at_root(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def forward_root(request: Request) -> Response:
+            return await forward(request, name)
+
+        return forward_root
+
+    for name in sorted(ROOT_PATHS):
+        router.add_api_route(
+            "/" + name,
+            at_root(name),
+            methods=["POST"],
+            include_in_schema=False,
+            response_model=None,
+        )
     for prefix in PREFIXES:
         router.add_api_route(
             prefix + "/{path:path}",
@@ -74,7 +97,8 @@ async def build_upstream_request(
         and payload.get("stream") is True
     )
     model = payload.get("model") if isinstance(payload, dict) else None
-    url = state.url.rstrip("/") + "/v1/" + quote(path, safe=_PATH_SAFE)
+    base = "/" if path in ROOT_PATHS else "/v1/"
+    url = state.url.rstrip("/") + base + quote(path, safe=_PATH_SAFE)
     query = request.scope.get("query_string", b"")
     if query:
         url += "?" + query.decode("latin-1")

@@ -42,7 +42,8 @@ API_ROUTES = (
     "/detokenize",
 )
 KNOWN_ROUTES = frozenset(
-    {"/health", "/metrics"} | {prefix + route for prefix in PREFIXES for route in API_ROUTES}
+    {"/health", "/metrics", "/tokenize", "/detokenize"}
+    | {prefix + route for prefix in PREFIXES for route in API_ROUTES}
 )
 OTHER = "other"
 MAX_MODELS = 32
