@@ -107,6 +107,7 @@ async def test_health_is_503_while_starting_then_200_when_ready(proxy: ProxyFact
         assert ready.json() == {
             "status": "ok",
             "model": "fake/model",
+            "profile": None,
             "engine": "ready",
             "uptime": ready.json()["uptime"],
             "version": __version__,

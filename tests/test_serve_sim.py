@@ -65,6 +65,7 @@ def test_serve_sim_answers_restarts_on_sighup_and_stops_on_sigterm(
 ) -> None:
     url, process = served
     assert ask(url)["model"] == "sim-model"
+    assert httpx.get(f"{url}/health", timeout=5).json()["profile"] == "sim"
     engine = [pid for pid in descendants(process.pid) if pid != process.pid]
     assert engine, "the simulated engine runs as a child process"
 
@@ -114,4 +115,5 @@ def test_bench_behind_the_proxy_fits_prompt_lengths_with_the_engines_tokenizer(
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
     assert data["lengths"] == {"exact": True, "source": f"{url}/tokenize", "off_target": 0}
+    assert data["server"]["profile"] == "sim"
     assert [r["prompt_tokens"] for r in data["runs"][0]["requests"]] == [50, 50, 50]

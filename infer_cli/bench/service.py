@@ -95,6 +95,8 @@ async def run_bench(plan: BenchPlan, events: Events, stop: asyncio.Event) -> Ben
         try:
             health = await client.health()
             server["health"] = health.body or {"status_code": health.status_code}
+            if isinstance(health.body, dict) and isinstance(health.body.get("profile"), str):
+                server["profile"] = health.body["profile"]
         except ClientError:
             server["health"] = None
         target = Target(

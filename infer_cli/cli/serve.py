@@ -76,6 +76,7 @@ def serve(
         asyncio.run(
             run_front(
                 loaded.profile,
+                profile_name=loaded.name,
                 upstream=base,
                 api_key=upstream_key,
                 host=host if host is not None else loaded.profile.proxy.host,

@@ -34,6 +34,8 @@ class ProxyConfig:
     """Largest plain (not streamed) completion the proxy reads whole to rewrite; larger: 502."""
     generations_kept: int = 10_000
     """Finished generations kept for ``GET /api/v1/generation`` (least recent dropped first)."""
+    profile: str | None = None
+    """The name of the profile being served, shown by ``/health``."""
 
 
 @dataclass

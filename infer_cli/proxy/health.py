@@ -22,6 +22,7 @@ def health_router(context: ProxyContext) -> APIRouter:
         body: dict[str, Any] = {
             "status": "ok" if state.ready else "unavailable",
             "model": state.model,
+            "profile": context.config.profile,
             "engine": state.status,
             "uptime": round(state.uptime(), 3),
             "version": __version__,

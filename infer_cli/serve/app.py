@@ -9,9 +9,9 @@ if TYPE_CHECKING:
     from infer_cli.proxy.state import UpstreamState
 
 
-def proxy_app(profile: Profile, state: UpstreamState) -> Any:
+def proxy_app(profile: Profile, state: UpstreamState, name: str | None = None) -> Any:
     """The proxy in front of ``state``'s engine, configured by the profile's ``[proxy]`` and
-    ``[openrouter]`` tables (and ``INFER_API_KEYS``)."""
+    ``[openrouter]`` tables (and ``INFER_API_KEYS``); ``name`` is the profile's, for ``/health``."""
     from infer_cli.config.schema import parse_size
     from infer_cli.proxy.app import ProxyConfig, create_app
     from infer_cli.proxy.guards import guard_config
@@ -22,5 +22,6 @@ def proxy_app(profile: Profile, state: UpstreamState) -> Any:
         request_timeout=settings.request_timeout,
         keepalive_interval=settings.keepalive_interval,
         max_body_bytes=parse_size(settings.max_body_bytes),
+        profile=name,
     )
     return create_app(config, state, provider=provider_info(profile), guards=guard_config(settings))

@@ -67,6 +67,7 @@ async def check_upstream(client: httpx.AsyncClient, state: UpstreamState) -> tup
 async def run_front(
     profile: Profile,
     *,
+    profile_name: str | None = None,
     upstream: str,
     api_key: str | None,
     host: str,
@@ -83,7 +84,7 @@ async def run_front(
     sock = bind(host, port)
     state = UpstreamState(url=base, api_key=api_key, model=profile.model.name)
     state.detail = f"checking upstream {base}"
-    server = ProxyServer(proxy_app(profile, state), sock)
+    server = ProxyServer(proxy_app(profile, state, profile_name), sock)
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

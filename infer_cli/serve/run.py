@@ -48,7 +48,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     started = time.monotonic()
     sock = bind(plan.host, plan.port)
     state = UpstreamState(url=None, api_key=plan.api_key, model=plan.model)
-    server = ProxyServer(proxy_app(plan.profile, state), sock)
+    server = ProxyServer(proxy_app(plan.profile, state, plan.profile_name), sock)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     stack = EngineStack(plan.commands, plan.run_dir)
 

@@ -120,6 +120,7 @@ def print_result(result: BenchResult) -> None:
     stdout.print(
         f"[bold]infer bench {escape(str(workload.get('name', '')))}[/] against "
         f"{escape(str(server.get('url')))} — model {escape(str(server.get('model')))}"
+        + (f", profile {escape(str(server['profile']))}" if server.get("profile") else "")
     )
     stdout.print(f"[dim]{escape(params)}; prompt lengths {lengths}[/]")
     for run in result.runs:

@@ -42,3 +42,7 @@ def test_shared_prefix_hits_the_cache_and_warm_ttft_beats_cold(
     engine = run["engine"]
     assert engine is not None and engine["prefix_cache_hits"] > 0
     assert data["server"]["model"] == "smollm2-135m-instruct"
+    assert data["server"]["profile"] == "cpu"
+    # the proxy forwards /tokenize to vLLM, so the prompts were fitted with SmolLM2's tokenizer
+    assert data["lengths"]["exact"] is True
+    assert data["lengths"]["source"] == served.url + "/tokenize"
