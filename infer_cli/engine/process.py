@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 
 from infer_cli.engine import phases
+from infer_cli.engine.procfs import ProcStat, alive, descendants_of, process_table
 from infer_cli.errors import EngineStartError
 
-PROC = Path("/proc")
 _PR_SET_PDEATHSIG = 1
 _MARK = "--- infer:"  # lines infer itself writes into a log; never a cause or a phase
 _TICK = 0.5  # seconds between progress reports and health probes
@@ -60,65 +60,6 @@ class StartProgress:
     phase: str
     elapsed: float
     timeout: float
-
-
-# --- /proc ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProcStat:
-    pid: int
-    ppid: int
-    pgrp: int
-    state: str
-    starttime: int
-
-
-def read_stat(pid: int, proc_root: Path = PROC) -> ProcStat | None:
-    """One process's ``/proc/PID/stat``, or ``None`` if it is gone."""
-    try:
-        raw = (proc_root / str(pid) / "stat").read_text()
-        fields = raw.rsplit(")", 1)[1].split()
-        return ProcStat(pid, int(fields[1]), int(fields[2]), fields[0], int(fields[19]))
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def process_table(proc_root: Path = PROC) -> dict[int, ProcStat]:
-    """Every process this user can see, by pid."""
-    table: dict[int, ProcStat] = {}
-    try:
-        entries = list(proc_root.iterdir())
-    except OSError:
-        return table
-    for entry in entries:
-        if entry.name.isdigit():
-            stat = read_stat(int(entry.name), proc_root)
-            if stat is not None:
-                table[stat.pid] = stat
-    return table
-
-
-def descendants_of(root: int, table: dict[int, ProcStat]) -> list[int]:
-    """``root`` (if it exists) and all its descendants, parents before children."""
-    if root not in table:
-        return []
-    children: dict[int, list[int]] = {}
-    for stat in table.values():
-        children.setdefault(stat.ppid, []).append(stat.pid)
-    found: list[int] = []
-    todo = [root]
-    while todo:
-        pid = todo.pop(0)
-        if pid in found:
-            continue
-        found.append(pid)
-        todo.extend(sorted(children.get(pid, [])))
-    return found
-
-
-def _alive(stat: ProcStat | None) -> bool:
-    return stat is not None and stat.state not in ("Z", "X")
 
 
 # --- the child's set-up ---------------------------------------------------------------------------
@@ -415,7 +356,7 @@ class ManagedProcess:
         table = process_table()
         found = descendants_of(self._proc.pid, table)
         for stat in table.values():
-            if stat.pgrp == self._proc.pid and stat.pid not in found and _alive(stat):
+            if stat.pgrp == self._proc.pid and stat.pid not in found and alive(stat):
                 found.extend(pid for pid in descendants_of(stat.pid, table) if pid not in found)
         return found
 
@@ -433,7 +374,7 @@ class ManagedProcess:
             strays = {
                 pid: table[pid].starttime
                 for pid in descendants_of(proc.pid, table)
-                if table[pid].pgrp != group and _alive(table[pid])
+                if table[pid].pgrp != group and alive(table[pid])
             }
             if self._anything_alive(proc, group, strays):
                 self._note(f"stopping {self.name} (SIGTERM)")
@@ -450,14 +391,14 @@ class ManagedProcess:
 
     @staticmethod
     def _group_alive(group: int, table: dict[int, ProcStat]) -> bool:
-        return any(stat.pgrp == group and _alive(stat) for stat in table.values())
+        return any(stat.pgrp == group and alive(stat) for stat in table.values())
 
     @staticmethod
     def _strays_alive(strays: dict[int, int], table: dict[int, ProcStat]) -> list[int]:
         return [
             pid
             for pid, start in strays.items()
-            if _alive(table.get(pid)) and table[pid].starttime == start
+            if alive(table.get(pid)) and table[pid].starttime == start
         ]
 
     def _anything_alive(

@@ -16,8 +16,9 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from infer_cli.engine.procfs import PROC
+
 SHM = Path("/dev/shm")
-PROC = Path("/proc")
 _DELETED = " (deleted)"
 
 

@@ -25,7 +25,7 @@ from infer_cli.engine.process import Command
 from infer_cli.errors import EngineNotInstalledError, ModelError, ProfileError
 
 if TYPE_CHECKING:
-    from infer_cli.engine.environment import Step
+    from infer_cli.engine.build import Step
     from infer_cli.engine.validate import Verdict
 
 
@@ -107,7 +107,7 @@ def _engine_target(
     on_step: Callable[[str, str, float], None] | None,
     dry_run: bool,
 ) -> launch.LaunchTarget:
-    from infer_cli.engine import environment
+    from infer_cli.engine import build, environment
 
     device = profile.engine.device if profile.engine.device != "auto" else detect_device()
     managed = profile.engine.vllm == "auto" and device == "cpu"
@@ -119,7 +119,7 @@ def _engine_target(
                     hint="run 'infer engine install' or drop --no-install",
                 )
         else:
-            environment.install(on_step=_steps(on_step), with_lmcache=profile.lmcache.mode != "off")
+            build.install(on_step=_steps(on_step), with_lmcache=profile.lmcache.mode != "off")
     vllm = _executable(
         lambda: environment.find_vllm(profile.engine.vllm), profile.engine.vllm, "vllm", dry_run
     )

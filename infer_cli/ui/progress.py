@@ -20,7 +20,7 @@ from infer_cli.ui.console import escape, stderr
 
 
 class StepLike(Protocol):
-    """What a service reports (``infer_cli.engine.environment.Step`` fits)."""
+    """What a service reports (``infer_cli.engine.build.Step`` fits)."""
 
     @property
     def name(self) -> str: ...

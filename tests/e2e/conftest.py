@@ -41,7 +41,7 @@ def cpu_engine() -> Path:
     os.environ["INFER_ENGINE_HOME"] = str(SHARED_ENGINE_HOME)
     os.environ["INFER_MODELS_HOME"] = str(SHARED_MODELS_HOME)
     try:
-        from infer_cli.engine import environment, models
+        from infer_cli.engine import build, environment, models
 
         def report(step: object) -> None:
             print(
@@ -49,7 +49,7 @@ def cpu_engine() -> Path:
             )
 
         if not environment.is_ready():
-            environment.install(on_step=report, with_lmcache=True)
+            build.install(on_step=report, with_lmcache=True)
         if not models.is_prepared(MODEL):
             models.prepare(MODEL, on_step=report)
         return models.model_dir(MODEL)
