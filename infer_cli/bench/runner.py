@@ -2,9 +2,9 @@
 
 One asyncio task per request; a dispatcher starts them when they are due (a free slot under
 ``concurrency``, and the next arrival when ``rate`` is finite) and when their session is ready
-(a conversation's next turn waits for the previous answer). Per chunk the work is one
-``perf_counter``, a split on newlines and one ``json.loads`` per event: no other allocation, no
-callback. Progress is sampled by a separate ticker, not reported per request.
+(a conversation's next turn waits for the previous answer). Each answer is read into its record
+by :func:`infer_cli.bench.stream.read_stream`. Progress is sampled by a separate ticker, not
+reported per request.
 
 The run stops early (and says why: the result is then *partial*) when asked to (Ctrl-C), when the
 server stops accepting connections, or when ``duration`` has passed (which is not partial: the
@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from infer_cli.bench.http import HTTPFailure, Pool, Response
+from infer_cli.bench.http import HTTPFailure, Pool
 from infer_cli.bench.records import RequestRecord
 from infer_cli.bench.schedule import intervals
+from infer_cli.bench.stream import ChunkCounter, error_message, read_stream
 from infer_cli.bench.tokens import Texts
 from infer_cli.bench.workloads import Phase, Session, Turn, Workload
 
@@ -144,7 +145,7 @@ class Runner:
         self._max_in_flight = 0
         self._done = 0
         self._failed = 0
-        self._chunks_seen = 0
+        self._chunks_seen = ChunkCounter()
         self._recent_ttft: deque[float] = deque(maxlen=256)
         self._window: deque[tuple[float, int]] = deque()
         self._connect_failures = 0
@@ -387,7 +388,14 @@ class Runner:
                         record.error = f"http_{response.status}"
                         record.error_message = error_message(raw, response.status)
                         return
-                    await self._stream(record, response, started, collect)
+                    await read_stream(
+                        record,
+                        response,
+                        started,
+                        chat=self.chat,
+                        collect=collect,
+                        counter=self._chunks_seen,
+                    )
                 finally:
                     response.release()
         except TimeoutError:
@@ -402,80 +410,6 @@ class Runner:
             if record.chunks:
                 record.ttft = record.chunks[0]
 
-    async def _stream(
-        self,
-        record: RequestRecord,
-        response: Response,
-        started: float,
-        collect: list[str] | None,
-    ) -> None:
-        clock = time.perf_counter
-        loads = json.loads
-        chat = self.chat
-        chunks = record.chunks
-        pending = b""
-        usage: Any = None
-        async for data in response.iter_body():
-            now = clock() - started
-            if pending:
-                data = pending + data
-            if b"\n" not in data:
-                pending = data
-                continue
-            *lines, pending = data.split(b"\n")
-            for line in lines:
-                if not line.startswith(b"data:"):
-                    continue  # blank lines, comments (keep-alives), other fields
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    continue
-                try:
-                    event = loads(payload)
-                except ValueError:
-                    record.error = "protocol"
-                    record.error_message = f"a stream event is not JSON: {payload[:80]!r}"
-                    return
-                if not isinstance(event, dict):
-                    continue
-                choices = event.get("choices")
-                if choices:
-                    choice = choices[0]
-                    if chat:
-                        delta = choice.get("delta") or {}
-                        text = (
-                            delta.get("content")
-                            or delta.get("reasoning_content")
-                            or delta.get("reasoning")
-                        )
-                    else:
-                        text = choice.get("text")
-                    if text:
-                        chunks.append(now)
-                        self._chunks_seen += 1
-                        if collect is not None:
-                            collect.append(text)
-                    reason = choice.get("finish_reason")
-                    if reason:
-                        record.finish_reason = reason
-                if event.get("usage"):
-                    usage = event["usage"]
-                if event.get("error"):
-                    record.error = "stream_error"
-                    record.error_message = error_message(json.dumps(event).encode(), None)
-        record.end = clock() - started
-        if isinstance(usage, dict):
-            record.usage = isinstance(usage.get("completion_tokens"), int)
-            record.output_tokens = usage.get("completion_tokens")
-            record.prompt_tokens = usage.get("prompt_tokens")
-            details = usage.get("prompt_tokens_details")
-            if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
-                record.cached_tokens = details["cached_tokens"]
-        if record.output_tokens is None:
-            record.output_tokens = len(chunks)
-        if record.error is None and not chunks:
-            record.error = "no_tokens"
-            record.error_message = "the answer ended without any generated text"
-
     # --- progress ---------------------------------------------------------------------------
 
     async def _tick(self) -> None:
@@ -489,7 +423,7 @@ class Runner:
         p50 = recent[len(recent) // 2] if recent else None
         now = time.perf_counter()
         window = self._window
-        window.append((now, self._chunks_seen))
+        window.append((now, self._chunks_seen.count))
         while len(window) > 2 and now - window[0][0] > 3.0:
             window.popleft()
         (t0, c0), (t1, c1) = window[0], window[-1]
@@ -520,24 +454,6 @@ class _Flow:
         self.live = 0
         self.wake = asyncio.Event()
         self.running: set[asyncio.Task[None]] = set()
-
-
-def error_message(raw: bytes, status: int | None) -> str:
-    """The message of an OpenAI/OpenRouter error body, else the start of the body."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return " ".join(str(error["message"]).split())[:300]
-        if isinstance(error, str):
-            return error[:300]
-        if isinstance(body.get("detail"), str):
-            return str(body["detail"])[:300]
-    text = raw.decode("utf-8", "replace").strip()
-    return text[:300] or (f"HTTP {status}" if status else "error")
 
 
 __all__ = ["Load", "Progress", "RunOutcome", "Runner", "Target"]
