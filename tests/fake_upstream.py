@@ -4,9 +4,12 @@ It mimics what the proxy relies on: ``GET /v1/models``, ``POST /v1/chat/completi
 ``/v1/completions`` (plain and streamed, with configurable delays before the headers, before the
 first token and between chunks; the usage chunk when ``stream_options.include_usage`` asks for it,
 with ``prompt_tokens_details.cached_tokens`` like ``--enable-prompt-tokens-details``), checks the
-internal key like ``vllm serve --api-key``, notices a client that goes away (as vLLM aborts the
-request) and records what it saw. It can fail in vLLM's ways: an error status, an in-stream error
-event, a dropped connection, a garbled answer. ``/v1/echo`` answers with the request it received.
+internal key like ``vllm serve --api-key``, can think first like a reasoning model served with
+``--reasoning-parser`` (``reasoning_chunks`` pieces in ``delta.reasoning_content`` or
+``delta.reasoning`` before the answer; ``message.<field>`` when not streamed), notices a client
+that goes away (as vLLM aborts the request) and records what it saw. It can fail in vLLM's ways:
+an error status, an in-stream error event, a dropped connection, a garbled answer. ``/v1/echo``
+answers with the request it received.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 CONTENT = ["Hello", ",", " world", "!", " How", " are", " you", "?"]
+REASONING = ["Let", " me", " think", ".\n", "\n", "The", " user", " greets", ".\n\n"]
 
 
 @dataclass
@@ -38,6 +42,10 @@ class FakeUpstream:
     """Seconds between the headers and the first chunk of a stream (vLLM: queueing, prefill)."""
     chunk_delay: float = 0.0
     chunks: int = 4
+    reasoning_chunks: int = 0
+    """Pieces of thinking (``REASONING``) sent before the answer, as vLLM's reasoning parser."""
+    reasoning_field: str = "reasoning_content"
+    """Where the thinking goes: ``reasoning_content`` (older vLLM) or ``reasoning`` (newer)."""
     fail_status: int | None = None
     """Answer chat completions with this error status (after ``header_delay``)."""
     break_after: int | None = None
@@ -231,6 +239,8 @@ class FakeUpstream:
             choice["text"] = content
         else:
             choice["message"] = {"role": "assistant", "content": content}
+            if self.reasoning_chunks:
+                choice["message"][self.reasoning_field] = "".join(self.reasoning())
         return JSONResponse(
             {
                 "id": completion_id,
@@ -242,11 +252,15 @@ class FakeUpstream:
             }
         )
 
+    def reasoning(self) -> list[str]:
+        return [REASONING[index % len(REASONING)] for index in range(self.reasoning_chunks)]
+
     def usage(self) -> dict[str, Any]:
+        completion = self.chunks + self.reasoning_chunks  # thinking is generated tokens too
         usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.chunks,
-            "total_tokens": self.prompt_tokens + self.chunks,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
         }
         if self.cached_tokens is not None:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
@@ -277,10 +291,25 @@ class FakeUpstream:
                 }
             )
 
+        def thought(piece: str) -> bytes:
+            delta = {self.reasoning_field: piece}
+            return event(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": self.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                }
+            )
+
         try:
             await asyncio.sleep(self.first_token_delay)
             if not text:
                 yield chunk("")
+                for piece in self.reasoning():
+                    await asyncio.sleep(self.chunk_delay)
+                    yield thought(piece)
             for index in range(self.chunks):
                 if self.break_after is not None and index >= self.break_after:
                     raise ConnectionAbortedError("fake upstream breaks off")

@@ -38,6 +38,7 @@ COMMANDS = (
     Command("save", "/save FILE", "save the conversation as JSON"),
     Command("load", "/load FILE", "load a conversation saved with /save"),
     Command("stats", "/stats", "figures of the last answer and of the whole session"),
+    Command("reasoning", "/reasoning [on | off]", "show or hide the thinking of reasoning models"),
     Command("exit", "/exit", "leave (also Ctrl-D, or Ctrl-C at an empty prompt)", ("quit", "bye")),
 )
 KEYS = (
@@ -215,6 +216,16 @@ async def _stats(session: ChatSession, _argument: str) -> Outcome:
     return Outcome("session:", rows=rows)
 
 
+async def _reasoning(session: ChatSession, argument: str) -> Outcome:
+    choice = argument.lower()
+    if choice in ("on", "off"):
+        session.show_reasoning = choice == "on"
+    elif choice:
+        raise UsageError(f"/reasoning takes on or off, not {argument!r}")
+    shown = "shown" if session.show_reasoning else "hidden"
+    return Outcome(f"the thinking of reasoning models is {shown}")
+
+
 async def _exit(_session: ChatSession, _argument: str) -> Outcome:
     return Outcome(action="exit")
 
@@ -230,6 +241,7 @@ _HANDLERS = {
     "save": _save,
     "load": _load,
     "stats": _stats,
+    "reasoning": _reasoning,
     "exit": _exit,
 }
 

@@ -1,13 +1,15 @@
 """A chat session: the conversation, the model and parameters, and one answer at a time.
 
 :meth:`ChatSession.ask` sends the conversation plus a new user message and hands every piece of
-text to a callback as it arrives; it never raises for a failed answer, it returns a :class:`Reply`
-that says what happened. Whatever happens (success, Ctrl-C through :meth:`ChatSession.interrupt`,
-an error before or during the stream) the conversation stays consistent:
+text to a callback as it arrives (and every piece of a reasoning model's thinking to another); it
+never raises for a failed answer, it returns a :class:`Reply` that says what happened. Whatever
+happens (success, Ctrl-C through :meth:`ChatSession.interrupt`, an error before or during the
+stream) the conversation stays consistent:
 
 - an answer, whole or partial, is kept with its question; a partial one is marked ``interrupted``
   or ``error``;
-- a question that got no answer at all is not kept, but :meth:`ChatSession.retry` asks it again.
+- a question that got no answer at all is not kept, but :meth:`ChatSession.retry` asks it again;
+- the thinking is never kept nor sent back (as OpenAI and OpenRouter expect): only the answer is.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from infer_cli.chat.conversation import Conversation, Message
 from infer_cli.chat.stats import AnswerStats, SessionStats
-from infer_cli.client.api import Client
+from infer_cli.client.api import Client, reasoning_of
 from infer_cli.errors import (
     APIStatusError,
     AuthenticationError,
@@ -44,6 +46,8 @@ class Reply:
     error: InferError | None = None
     response: dict[str, Any] | None = None
     """The whole response of a non-streamed request (for ``--json``)."""
+    reasoning: str = ""
+    """The model's thinking before the answer (reasoning models; not kept in the conversation)."""
 
     @property
     def ok(self) -> bool:
@@ -66,6 +70,8 @@ class ChatSession:
         self._served: list[str] | None = None
         self._task: asyncio.Task[None] | None = None
         self._interrupting = False
+        self.show_reasoning = True
+        """Whether the terminal shows the thinking of reasoning models (``/reasoning on|off``)."""
 
     # --- model ------------------------------------------------------------------------------
 
@@ -124,30 +130,43 @@ class ChatSession:
         return body
 
     async def ask(
-        self, text: str, on_text: TextCallback | None = None, *, stream: bool = True
+        self,
+        text: str,
+        on_text: TextCallback | None = None,
+        *,
+        stream: bool = True,
+        on_reasoning: TextCallback | None = None,
     ) -> Reply:
         """Send ``text`` as the next user message; returns when the answer ends, fails or is
-        interrupted. ``on_text`` gets each piece of the answer as it arrives.
+        interrupted. ``on_text`` gets each piece of the answer as it arrives, ``on_reasoning`` each
+        piece of a reasoning model's thinking (which comes first). Thinking counts as generated
+        tokens: its first piece is the first token, and its chunks count like the answer's.
         """
         started = time.perf_counter()
         question = Message("user", text)
         self.conversation.messages.append(question)
         stats = AnswerStats(started=started)
         parts: list[str] = []
+        thoughts: list[str] = []
         response: dict[str, Any] | None = None
         error: InferError | None = None
         interrupted = False
 
-        def take(piece: str, at: float) -> None:
-            if not piece:
+        def take(thought: str, piece: str, at: float) -> None:
+            if not thought and not piece:
                 return
             if stats.first_token is None:
                 stats.first_token = at
             stats.last_token = at
             stats.chunks += 1
-            parts.append(piece)
-            if on_text is not None:
-                on_text(piece)
+            if thought:
+                thoughts.append(thought)
+                if on_reasoning is not None:
+                    on_reasoning(thought)
+            if piece:
+                parts.append(piece)
+                if on_text is not None:
+                    on_text(piece)
 
         async def run() -> None:
             nonlocal response
@@ -155,11 +174,12 @@ class ChatSession:
             if stream:
                 async for chunk in self.client.chat_stream(body):
                     self._note(chunk.data, stats)
-                    take(chunk.content, chunk.at)
+                    take(chunk.reasoning, chunk.content, chunk.at)
             else:
                 response = await self.client.chat(body)
                 self._note(response, stats)
-                take(_message_text(response), time.perf_counter())
+                message = _message(response)
+                take(reasoning_of(message), _text(message), time.perf_counter())
 
         self._interrupting = False
         self._task = asyncio.ensure_future(run())
@@ -179,12 +199,18 @@ class ChatSession:
         finally:
             self._task = None
         stats.finished = time.perf_counter()
-        reply = Reply("".join(parts), stats, interrupted, error, response)
+        reply = Reply("".join(parts), stats, interrupted, error, response, "".join(thoughts))
         self._keep(question, reply.text, stats, interrupted=interrupted, error=error)
         self.last = reply
         return reply
 
-    async def retry(self, on_text: TextCallback | None = None, *, stream: bool = True) -> Reply:
+    async def retry(
+        self,
+        on_text: TextCallback | None = None,
+        *,
+        stream: bool = True,
+        on_reasoning: TextCallback | None = None,
+    ) -> Reply:
         """Drop the last answer and ask its question again (or the question that got none)."""
         messages = self.conversation.messages
         if self.unanswered is not None:
@@ -196,7 +222,7 @@ class ChatSession:
             text = messages.pop().content
         else:
             raise UsageError("nothing to retry yet")
-        return await self.ask(text, on_text, stream=stream)
+        return await self.ask(text, on_text, stream=stream, on_reasoning=on_reasoning)
 
     def interrupt(self) -> bool:
         """Stop the answer in progress (Ctrl-C); False when there is none."""
@@ -271,11 +297,15 @@ class ChatSession:
         return error
 
 
-def _message_text(response: dict[str, Any]) -> str:
+def _message(response: dict[str, Any]) -> dict[str, Any]:
+    """The first choice's ``message`` of a whole answer (empty when there is none)."""
     for choice in response.get("choices") or ():
         if isinstance(choice, dict):
-            message = choice.get("message") or {}
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str):
-                return content
-    return ""
+            message = choice.get("message")
+            return message if isinstance(message, dict) else {}
+    return {}
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    return content if isinstance(content, str) else ""

@@ -47,6 +47,14 @@ def chat(
     raw: Annotated[
         bool, typer.Option("--raw", help="Print answers as plain text, not rendered Markdown.")
     ] = False,
+    hide_reasoning: Annotated[
+        bool,
+        typer.Option(
+            "--hide-reasoning",
+            envvar="INFER_HIDE_REASONING",
+            help="Do not show the thinking of reasoning models, only their answers.",
+        ),
+    ] = False,
     resume: Annotated[
         bool,
         typer.Option(
@@ -90,6 +98,7 @@ def chat(
         stream=not no_stream,
         json_output=json_output,
         raw=raw,
+        hide_reasoning=hide_reasoning,
         resume=last if resume else None,
         history_file=paths.chat_home() / "history",
         autosave_file=last,

@@ -128,12 +128,21 @@ class StreamChunk:
     @property
     def content(self) -> str:
         """The text this chunk adds to the first choice (empty for role / usage chunks)."""
+        return _text_field(self._delta(), "content")
+
+    @property
+    def reasoning(self) -> str:
+        """The thinking this chunk adds to the first choice: ``reasoning_content`` (older vLLM with
+        ``--reasoning-parser``) or ``reasoning`` (newer vLLM, OpenRouter); empty when there is none.
+        """
+        return reasoning_of(self._delta())
+
+    def _delta(self) -> dict[str, Any]:
         for choice in self.data.get("choices") or ():
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                delta = choice.get("delta") or {}
-                text = delta.get("content") if isinstance(delta, dict) else None
-                return text if isinstance(text, str) else ""
-        return ""
+                delta = choice.get("delta")
+                return delta if isinstance(delta, dict) else {}
+        return {}
 
     @property
     def finish_reason(self) -> str | None:
@@ -366,6 +375,24 @@ class Client:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+"""Where servers put a reasoning model's thinking, in a stream's ``delta`` or an answer's
+``message``; when both carry text (a server in transition), the first is taken, not both."""
+
+
+def reasoning_of(message: Mapping[str, Any]) -> str:
+    """The thinking of a ``delta`` or ``message`` (empty when there is none)."""
+    for name in REASONING_FIELDS:
+        text = _text_field(message, name)
+        if text:
+            return text
+    return ""
+
+
+def _text_field(message: Mapping[str, Any], name: str) -> str:
+    text = message.get(name)
+    return text if isinstance(text, str) else ""
 
 
 def _chunk_of(data: str, done: bool) -> dict[str, Any] | str | None:

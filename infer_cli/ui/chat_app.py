@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from infer_cli.chat import commands
 from infer_cli.chat import conversation as files
 from infer_cli.chat.conversation import Conversation
@@ -27,9 +29,13 @@ from infer_cli.ui.chat_view import (
     PlainStream,
     chat_console,
     print_answer,
+    print_reasoning,
 )
 
 INTERRUPTED_EXIT = 130
+
+Ask = Callable[[TextCallback, TextCallback], Awaitable[Reply]]
+"""Asks for one answer, given where its text and its thinking go."""
 
 
 @dataclass
@@ -44,6 +50,8 @@ class ChatRequest:
     stream: bool = True
     json_output: bool = False
     raw: bool = False
+    hide_reasoning: bool = False
+    """Do not show the thinking of reasoning models (``/reasoning on`` shows it again)."""
     resume: Path | None = None
     """A conversation to go on with (``--continue`` gives the last one)."""
     history_file: Path | None = None
@@ -58,6 +66,7 @@ def run(request: ChatRequest) -> int:
 async def _main(request: ChatRequest) -> int:
     async with Client(request.url, request.api_key) as client:
         session = ChatSession(client, _starting_conversation(request))
+        session.show_reasoning = not request.hide_reasoning
         await _choose_model(session, request)
         if request.question is None:
             return await _interactive(session, request)
@@ -107,12 +116,19 @@ async def _once(session: ChatSession, request: ChatRequest) -> int:
     markdown = terminal and not request.raw
     console = chat_console()
     view = ChatView(console, markdown=markdown)
+    notes = out if terminal else sys.stderr
+    shown = session.show_reasoning
     if request.stream:
-        notes = out if terminal else sys.stderr
-        stream = view.answer_stream() if markdown else PlainStream(out, notes)
-        reply = await _answer(session, stream, lambda cb: session.ask(request.question or "", cb))
+        stream = (
+            view.answer_stream(reasoning=shown)
+            if markdown
+            else PlainStream(out, notes, reasoning=shown)
+        )
+        reply = await _answer(session, stream, _asking(session, request.question))
     else:
-        reply = await _interruptible(session, session.ask(request.question, stream=False))
+        thinking = _reasoning_printer(chat_console(notes), shown=shown)
+        asking = session.ask(request.question, stream=False, on_reasoning=thinking)
+        reply = await _interruptible(session, asking)
         if reply.text:
             print_answer(console, reply.text, markdown=markdown)
     if terminal:
@@ -162,22 +178,19 @@ async def _command(session: ChatSession, view: ChatView, request: ChatRequest, t
     if outcome.action == "help":
         view.help()
     elif outcome.action == "retry":
-        await _turn(session, view, request, lambda cb: session.retry(cb))
+        await _turn(session, view, request, _retrying(session))
     else:
         view.outcome(outcome)
     return True
 
 
-async def _turn(
-    session: ChatSession,
-    view: ChatView,
-    request: ChatRequest,
-    ask: Callable[[TextCallback], Awaitable[Reply]],
-) -> None:
+async def _turn(session: ChatSession, view: ChatView, request: ChatRequest, ask: Ask) -> None:
+    shown = session.show_reasoning
     if request.stream:
-        reply = await _answer(session, view.answer_stream(), ask)
+        reply = await _answer(session, view.answer_stream(reasoning=shown), ask)
     else:
-        reply = await _interruptible(session, ask(lambda _piece: None))
+        thinking = _reasoning_printer(view.console, shown=shown)
+        reply = await _interruptible(session, ask(lambda _piece: None, thinking))
         if reply.text:
             print_answer(view.console, reply.text, markdown=view.markdown)
     if reply.error is not None:
@@ -188,25 +201,40 @@ async def _turn(
     _autosave(session, request)
 
 
-def _asking(session: ChatSession, text: str) -> Callable[[TextCallback], Awaitable[Reply]]:
-    def ask(on_text: TextCallback) -> Awaitable[Reply]:
-        return session.ask(text, on_text)
+def _asking(session: ChatSession, text: str) -> Ask:
+    def ask(on_text: TextCallback, on_reasoning: TextCallback) -> Awaitable[Reply]:
+        return session.ask(text, on_text, on_reasoning=on_reasoning)
 
     return ask
+
+
+def _retrying(session: ChatSession) -> Ask:
+    def ask(on_text: TextCallback, on_reasoning: TextCallback) -> Awaitable[Reply]:
+        return session.retry(on_text, on_reasoning=on_reasoning)
+
+    return ask
+
+
+def _reasoning_printer(console: Console, *, shown: bool) -> TextCallback:
+    """Where the thinking of a whole (not streamed) answer goes: printed at once, or nowhere."""
+
+    def show(text: str) -> None:
+        if shown:
+            print_reasoning(console, text)
+
+    return show
 
 
 # --- plumbing ----------------------------------------------------------------------------------
 
 
-async def _answer(
-    session: ChatSession, stream: AnswerStream, ask: Callable[[TextCallback], Awaitable[Reply]]
-) -> Reply:
+async def _answer(session: ChatSession, stream: AnswerStream, ask: Ask) -> Reply:
     """Stream one answer into ``stream``; Ctrl-C interrupts it (the partial answer is kept)."""
     stream.start()
     interrupted = False
     try:
         with _ctrl_c_interrupts(session):
-            reply = await ask(stream.append)
+            reply = await ask(stream.append, stream.append_reasoning)
         interrupted = reply.interrupted
     finally:
         stream.finish(interrupted=interrupted)

@@ -2,12 +2,17 @@
 
 Keys: Enter sends; Alt-Enter (Esc then Enter) starts a new line; a message opened with ``\"\"\"``
 goes on over several lines until one ends with ``\"\"\"``; Up/Down and Ctrl-R search the history,
-which persists across sessions; Ctrl-C clears the line, or leaves at an empty prompt (raised as
-:class:`KeyboardInterrupt`); Ctrl-D at an empty prompt leaves (raised as :class:`EOFError`).
+which persists across sessions (its last :data:`HISTORY_ENTRIES` entries); Ctrl-C clears the
+line, or leaves at an empty prompt (raised as :class:`KeyboardInterrupt`); Ctrl-D at an empty
+prompt leaves (raised as :class:`EOFError`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +22,8 @@ if TYPE_CHECKING:
 BLOCK = '"""'
 PROMPT = ">>> "
 CONTINUATION = "... "
+HISTORY_ENTRIES = 1000
+"""Entries the history file keeps (older ones are dropped when the chat starts)."""
 
 
 def block_open(text: str) -> bool:
@@ -38,6 +45,52 @@ def unwrap_block(text: str) -> str:
     return text.strip()
 
 
+def trim_history(path: Path, keep: int = HISTORY_ENTRIES) -> None:
+    """Keep the last ``keep`` entries of a prompt_toolkit history file; never fails the chat.
+
+    The file is what :class:`~prompt_toolkit.history.FileHistory` writes: each entry is a ``#``
+    line (when it was typed) and its lines, each prefixed with ``+``.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    entries = _history_entries(data)
+    if len(entries) <= keep:
+        return
+    with contextlib.suppress(OSError):
+        _replace(path, b"".join(entries[-keep:]))
+
+
+def _history_entries(data: bytes) -> list[bytes]:
+    """The entries of a history file, each with the lines before it (its date)."""
+    entries: list[bytes] = []
+    current: list[bytes] = []
+    in_entry = False
+    for line in io.BytesIO(data):  # split at b"\n" only, as FileHistory does
+        if line.startswith(b"+"):
+            in_entry = True
+        elif in_entry:
+            entries.append(b"".join(current))
+            current, in_entry = [], False
+        current.append(line)
+    if in_entry:
+        entries.append(b"".join(current))
+    return entries
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a crash never leaves half a history)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 class ChatInput:
     def __init__(self, history_file: Path):
         from prompt_toolkit import PromptSession
@@ -46,6 +99,7 @@ class ChatInput:
         from prompt_toolkit.key_binding import KeyBindings
 
         history_file.parent.mkdir(parents=True, exist_ok=True)
+        trim_history(history_file)
         bindings = KeyBindings()
 
         @bindings.add("enter")

@@ -6,6 +6,13 @@ into the scrollback; only the block being written lives in a small :class:`rich.
 cropped to its last screen-full. So the live region never outgrows the terminal, nothing is drawn
 twice, and the finished answer in the scrollback is the same Markdown a one-shot render gives.
 :class:`PlainStream` writes the text as it comes (``--raw``, or stdout not a terminal).
+
+A reasoning model's thinking comes before its answer. :class:`MarkdownStream` shows it dim and
+italic under a dim "thinking…" line, finished lines printed for good and the line being written in
+the live region, and ends it with "…done thinking" and a blank line when the answer begins.
+:class:`PlainStream` writes it to its notes stream (stderr when stdout is a pipe, so a script gets
+the answer alone). Either can be told to hide it; thinking that comes after the answer began is not
+shown (the answer is what matters by then).
 """
 
 from __future__ import annotations
@@ -31,12 +38,16 @@ if TYPE_CHECKING:
     from infer_cli.chat.session import ChatSession
 
 CODE_THEME = "monokai"
+THINKING = "thinking…"
+DONE_THINKING = "…done thinking"
+THOUGHT_STYLE = "dim italic"
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
 class AnswerStream(Protocol):
     def start(self) -> None: ...
     def append(self, text: str) -> None: ...
+    def append_reasoning(self, text: str) -> None: ...
     def finish(self, *, interrupted: bool = False) -> None: ...
 
 
@@ -105,18 +116,24 @@ class _Lines:
 
 
 class _Tail:
-    """The unfinished end of an answer, cropped to the last lines that fit on the screen."""
+    """The unfinished end of an answer (or of its thinking), cropped to the last lines that fit on
+    the screen.
+    """
 
     def __init__(self, code_theme: str):
         self.text = ""
+        self.thought: Text | None = None
+        """The thinking's line being written (shown instead of the answer while it lasts)."""
         self.code_theme = code_theme
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        if not self.text.strip():
+        if self.thought is not None:
+            shown: Text | Markdown = self.thought
+        elif self.text.strip():
+            shown = Markdown(self.text, code_theme=self.code_theme)
+        else:
             return
-        lines = console.render_lines(
-            Markdown(self.text, code_theme=self.code_theme), options, pad=False
-        )
+        lines = console.render_lines(shown, options, pad=False)
         room = max(3, (options.height or console.size.height) - 2)
         if len(lines) > room:
             lines = lines[-room:]
@@ -129,12 +146,26 @@ class _Tail:
 class MarkdownStream:
     """Markdown rendered as it arrives; see the module docstring."""
 
-    def __init__(self, console: Console, *, code_theme: str = CODE_THEME, fps: float = 12):
+    def __init__(
+        self,
+        console: Console,
+        *,
+        code_theme: str = CODE_THEME,
+        fps: float = 12,
+        reasoning: bool = True,
+    ):
         self.console = console
         self.code_theme = code_theme
         self.fps = fps
+        self.show_reasoning = reasoning
+        """False: the thinking is not shown (only a passing "thinking…" in the live region)."""
         self.text = ""
+        self.reasoning = ""
         self._printed = 0
+        self._thought_printed = 0
+        self._thinking = False
+        self._shown_thinking = False
+        self._answering = False
         self._tail = _Tail(code_theme)
         self._live: Live | None = None
         self._last_refresh = 0.0
@@ -159,15 +190,66 @@ class MarkdownStream:
 
     def append(self, text: str) -> None:
         first = not self.text
+        if text.strip() and not self._answering:
+            self._answering = True
+            if self._thinking:
+                self._end_thinking(done=True)
+            if self._shown_thinking:
+                self.console.print()  # a blank line between the thinking and the answer
         self.text += text
         boundary = stable_boundary(self.text, self._printed)
         if boundary > self._printed:
             self._print(self.text[self._printed : boundary])
             self._printed = boundary
         self._tail.text = self.text[self._printed :]
+        self._show(at_once=first)  # the first token shows at once, not at the next tick
+
+    def append_reasoning(self, text: str) -> None:
+        if self._answering:
+            return
+        first = not self._thinking
+        if first:
+            text = text.lstrip()
+            if not text:
+                return
+            self._thinking = True
+            if self.show_reasoning:
+                self.console.print(Text(THINKING, style="dim"))
+                self._shown_thinking = True
+        if self.show_reasoning:
+            self.reasoning += text
+            self._print_thought()
+            self._tail.thought = Text(self.reasoning[self._thought_printed :], style=THOUGHT_STYLE)
+        else:
+            self._tail.thought = Text(THINKING, style="dim")
+        self._show(at_once=first)
+
+    def _print_thought(self) -> None:
+        """Print the thinking's finished lines for good (blank lines only once text follows)."""
+        finished = self.reasoning[self._thought_printed : self.reasoning.rfind("\n") + 1]
+        lines = finished.rstrip("\n")
+        if lines:
+            self.console.print(Text(lines, style=THOUGHT_STYLE))
+            self._thought_printed += len(lines) + 1
+
+    def _end_thinking(self, *, done: bool) -> None:
+        """Print the rest of the thinking; ``done``: and say it is over (not when interrupted)."""
+        self._thinking = False
+        self._tail.thought = None
+        if not self.show_reasoning:
+            return
+        rest = self.reasoning[self._thought_printed :].rstrip()
+        self._thought_printed = len(self.reasoning)
+        if rest.strip():
+            self.console.print(Text(rest, style=THOUGHT_STYLE))
+        if done:
+            self.console.print(Text(DONE_THINKING, style="dim"))
+
+    def _show(self, *, at_once: bool) -> None:
+        """Redraw the live region, at most ``fps`` times a second unless ``at_once``."""
         wait = self._last_refresh + 1 / self.fps - time.monotonic()
-        if first or wait <= 0:
-            self._refresh()  # the first token shows at once, not at the next tick
+        if at_once or wait <= 0:
+            self._refresh()
         elif self._pending is None:
             # show what arrived even if nothing follows it soon (no loop: the next piece will)
             with contextlib.suppress(RuntimeError):
@@ -188,14 +270,17 @@ class MarkdownStream:
         live, self._live = self._live, None
         if live is not None:
             self._tail.text = ""
+            self._tail.thought = None
             live.stop()
+        if self._thinking:
+            self._end_thinking(done=not interrupted)
         rest = self.text[self._printed :]
         self._printed = len(self.text)
         if rest.strip():
             self._print(rest)
         if interrupted:
             self.console.print(Text("⏹ interrupted", style="yellow"))
-        if self._blocks:
+        if self._blocks or self._shown_thinking:
             self.console.print()
 
     def _print(self, markdown: str) -> None:
@@ -216,33 +301,83 @@ class MarkdownStream:
 
 
 class PlainStream:
-    """The answer's text as it arrives, unchanged (flushed per piece)."""
+    """The answer's text as it arrives, unchanged (flushed per piece).
 
-    def __init__(self, out: IO[str], notes: IO[str] | None = None):
+    The thinking goes to ``notes``: bare text when that is not a terminal; on a terminal, dim
+    between a "thinking…" and a "…done thinking" line, then a blank line before the answer.
+    """
+
+    def __init__(self, out: IO[str], notes: IO[str] | None = None, *, reasoning: bool = True):
         self.out = out
         self.notes = notes or out
-        """Where the ``[interrupted]`` mark goes (stderr when stdout is a pipe: no decoration)."""
+        """Where the thinking and the ``[interrupted]`` mark go (stderr when stdout is a pipe)."""
+        self.show_reasoning = reasoning
         self._ends_with_newline = True
         self._wrote = False
+        self._reasoned = False
+        self._thinking = False
+        self._held = ""
+        """Newlines at the end of the thinking so far (written only if more thinking follows)."""
+        self._decorated = _isatty(self.notes)
+        self._notes_console = chat_console(self.notes)
 
     def start(self) -> None:
         pass
 
     def append(self, text: str) -> None:
+        if self._reasoned and not self._wrote:
+            text = text.lstrip("\n")  # the blank line after the thinking is not the answer's
         if not text:
             return
+        if self._thinking:
+            self._end_thinking(done=True)
         self.out.write(text)
         self.out.flush()
         self._wrote = True
         self._ends_with_newline = text.endswith("\n")
 
+    def append_reasoning(self, text: str) -> None:
+        self._reasoned = True
+        if not self.show_reasoning or self._wrote:
+            return
+        if not self._thinking:
+            text = text.lstrip()
+            if not text:
+                return
+            self._thinking = True
+            self._note(THINKING + "\n", "dim", decoration=True)
+        body = text.rstrip("\n")
+        if body:
+            self._note(self._held + body, THOUGHT_STYLE)
+            self._held = ""
+        self._held += text[len(body) :]
+
     def finish(self, *, interrupted: bool = False) -> None:
+        if self._thinking:
+            self._end_thinking(done=not interrupted)
         if self._wrote and not self._ends_with_newline:
             self.out.write("\n")
         self.out.flush()
         if interrupted:
             self.notes.write("[interrupted]\n")
             self.notes.flush()
+
+    def _end_thinking(self, *, done: bool) -> None:
+        self._thinking = False
+        self._held = ""
+        self._note("\n", THOUGHT_STYLE)
+        if done:
+            self._note(DONE_THINKING + "\n\n", "dim", decoration=True)
+
+    def _note(self, text: str, style: str, *, decoration: bool = False) -> None:
+        """Write to the notes stream: styled on a terminal; decoration only there."""
+        if not self._decorated:
+            if not decoration:
+                self.notes.write(text)
+                self.notes.flush()
+            return
+        self._notes_console.print(Text(text, style=style), end="", soft_wrap=True)
+        self.notes.flush()
 
 
 # --- the rest of the chat screen ---------------------------------------------------------------
@@ -255,10 +390,11 @@ class ChatView:
         self.console = console
         self.markdown = markdown
 
-    def answer_stream(self) -> AnswerStream:
+    def answer_stream(self, *, reasoning: bool = True) -> AnswerStream:
+        """Where an answer streams to; ``reasoning``: show the thinking of reasoning models."""
         if self.markdown:
-            return MarkdownStream(self.console)
-        return PlainStream(self.console.file)
+            return MarkdownStream(self.console, reasoning=reasoning)
+        return PlainStream(self.console.file, reasoning=reasoning)
 
     def banner(self, session: ChatSession) -> None:
         self.console.print(
@@ -330,6 +466,30 @@ class ChatView:
     def goodbye(self, saved: str | None) -> None:
         if saved:
             self.console.print(Text(f"conversation kept in {saved} (infer chat -c)", style="dim"))
+
+
+def print_reasoning(console: Console, text: str) -> None:
+    """A whole answer's thinking at once (``--no-stream``): dim and framed on a terminal, the bare
+    text elsewhere.
+    """
+    text = text.strip()
+    if not text:
+        return
+    if not _isatty(console.file):
+        console.file.write(text + "\n")
+        console.file.flush()
+        return
+    console.print(Text(THINKING, style="dim"))
+    console.print(Text(text, style=THOUGHT_STYLE))
+    console.print(Text(DONE_THINKING, style="dim"))
+    console.print()
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
 
 
 def print_answer(console: Console, text: str, *, markdown: bool) -> None:

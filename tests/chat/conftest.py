@@ -1,5 +1,6 @@
 """Fixtures for the client commands (chat, models, status): ``infer serve --profile sim`` processes
-started once per session, in parallel, each with the settings its tests need.
+started once per session, in parallel, each with the settings its tests need; and a reasoning model
+(``tests/fake_upstream.py`` thinking before it answers).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fake_upstream import REASONING, FakeUpstream
 from tests.helpers import free_port
 
 KEY = "test-key-123"
@@ -99,7 +101,7 @@ def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServers]:
 
 @pytest.fixture(autouse=True)
 def _no_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("INFER_URL", "INFER_API_KEY", "INFER_MODEL", "NO_COLOR"):
+    for name in ("INFER_URL", "INFER_API_KEY", "INFER_MODEL", "INFER_HIDE_REASONING", "NO_COLOR"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -128,6 +130,38 @@ def bare_sim() -> Iterator[str]:
         time.sleep(0.02)
     try:
         yield ready[0]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def thinker() -> Iterator[FakeUpstream]:
+    """A reasoning model: the fake upstream streams its thinking (``REASONING``, in vLLM's
+    ``delta.reasoning_content``) before the answer. It runs in a thread of its own, so that
+    ``CliRunner`` and subprocesses can talk to it; tests may change its settings between requests.
+    """
+    import asyncio
+    import threading
+
+    fake = FakeUpstream(reasoning_chunks=len(REASONING))
+    ready = threading.Event()
+    stop = threading.Event()
+
+    async def serve() -> None:
+        await fake.start()
+        ready.set()
+        try:
+            while not stop.is_set():
+                await asyncio.sleep(0.02)
+        finally:
+            await fake.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "the fake upstream did not start"
+    try:
+        yield fake
     finally:
         stop.set()
         thread.join(timeout=10)

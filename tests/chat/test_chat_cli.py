@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from infer_cli.cli import app
 from tests.chat.conftest import SimServers
+from tests.fake_upstream import CONTENT, REASONING, FakeUpstream
 from tests.helpers import free_port
 
 runner = CliRunner()
@@ -133,3 +135,61 @@ def test_broken_pipe_ends_quietly(sims: SimServers, infer_home: Path) -> None:
     )
     assert len(done.stdout) == 10
     assert done.stderr == "" and done.returncode == 0
+
+
+# --- a reasoning model ---------------------------------------------------------------------------
+
+ANSWER = "".join(CONTENT[:4])  # the fake's default answer: "Hello, world!"
+THOUGHT = "".join(REASONING).strip()  # "Let me think.\n\nThe user greets."
+
+
+def ask_thinker(fake: FakeUpstream, *args: str, env: dict[str, str] | None = None) -> Any:
+    return chat("--url", fake.url, "--api-key", fake.api_key, *args, env=env)
+
+
+def sent_messages(fake: FakeUpstream) -> list[dict[str, Any]]:
+    chats = [seen for seen in fake.requests if seen["path"] == "/v1/chat/completions"]
+    messages: list[dict[str, Any]] = json.loads(chats[-1]["body"])["messages"]
+    return messages
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_piped_answer_goes_to_stdout_and_the_thinking_to_stderr(
+    thinker: FakeUpstream, infer_home: Path, field: str
+) -> None:
+    thinker.reasoning_field = field
+    result = ask_thinker(thinker, "hi")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ANSWER + "\n"  # a script gets the answer alone
+    assert result.stderr == THOUGHT + "\n"
+    saved = last_conversation(infer_home)
+    assert [m["content"] for m in saved["messages"]] == ["hi", ANSWER]
+    assert "greets" not in json.dumps(saved)  # the thinking is not kept
+    assert saved["messages"][1]["stats"]["completion_tokens"] == len(REASONING) + 4
+    follow = ask_thinker(thinker, "-c", "and then?")
+    assert follow.exit_code == 0, follow.output
+    assert sent_messages(thinker) == [  # nor sent back to the model
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": "and then?"},
+    ]
+
+
+def test_hide_reasoning_option_and_env(thinker: FakeUpstream) -> None:
+    for args, env in [(["--hide-reasoning"], None), ([], {"INFER_HIDE_REASONING": "1"})]:
+        result = ask_thinker(thinker, *args, "hi", env=env)
+        assert result.exit_code == 0, result.output
+        assert (result.stdout, result.stderr) == (ANSWER + "\n", "")
+    whole = ask_thinker(thinker, "--hide-reasoning", "--no-stream", "hi")
+    assert (whole.stdout, whole.stderr) == (ANSWER + "\n", "")
+
+
+def test_thinking_of_a_whole_answer_and_json(thinker: FakeUpstream) -> None:
+    whole = ask_thinker(thinker, "--no-stream", "hi")
+    assert whole.exit_code == 0, whole.output
+    assert (whole.stdout, whole.stderr) == (ANSWER + "\n", THOUGHT + "\n")
+    thinker.reasoning_field = "reasoning"
+    result = ask_thinker(thinker, "--json", "hi")
+    assert result.exit_code == 0 and result.stderr == ""
+    message = json.loads(result.stdout)["choices"][0]["message"]  # the server's JSON, as it is
+    assert message == {"role": "assistant", "content": ANSWER, "reasoning": "".join(REASONING)}

@@ -20,13 +20,16 @@ import pytest
 
 from infer_cli.client.metrics import Samples
 from tests.chat.conftest import SimServer, SimServers
+from tests.fake_upstream import FakeUpstream
 
 PROMPT = ">>>"
 STATS = "s to first token"
 
 
 @contextmanager
-def interactive(server: SimServer, home: Path, *args: str) -> Iterator[pexpect.spawn]:
+def interactive(
+    server: SimServer | FakeUpstream, home: Path, *args: str
+) -> Iterator[pexpect.spawn]:
     env = {
         **os.environ,
         "INFER_HOME": str(home),
@@ -158,6 +161,23 @@ def test_ctrl_c_stops_an_answer_and_keeps_it_marked(sims: SimServers, infer_home
     answer = json.loads(saved.read_text())["messages"][1]
     assert answer["role"] == "assistant" and answer["interrupted"] is True
     assert 1 <= len(answer["content"].split()) < 100
+
+
+def test_thinking_is_shown_before_the_answer_and_can_be_hidden(
+    thinker: FakeUpstream, infer_home: Path
+) -> None:
+    with interactive(thinker, infer_home) as child:
+        shown = say(child, "hi", until=STATS)
+        assert "thinking…" in shown and "The user greets." in shown
+        assert shown.index("The user greets.") < shown.index("…done thinking")
+        assert shown.index("…done thinking") < shown.rindex("Hello, world!")
+        say(child, "/reasoning off", until="is hidden")
+        hidden = say(child, "again", until=STATS)
+        assert "Hello, world!" in hidden and "greets" not in hidden
+        child.sendeof()
+        child.expect_exact(pexpect.EOF)
+    assert child.exitstatus == 0
+    assert "Traceback" not in (infer_home / "pty.log").read_text()
 
 
 @pytest.mark.parametrize("raw", [False, True])

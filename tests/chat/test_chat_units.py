@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,8 @@ from infer_cli.chat.session import ChatSession
 from infer_cli.chat.stats import AnswerStats, summary
 from infer_cli.client.api import Client
 from infer_cli.errors import ConversationError, ModelNotFoundError, StreamError, UsageError
-from infer_cli.ui.chat_input import block_open, unwrap_block
-from infer_cli.ui.chat_view import MarkdownStream, stable_boundary
+from infer_cli.ui.chat_input import HISTORY_ENTRIES, block_open, trim_history, unwrap_block
+from infer_cli.ui.chat_view import MarkdownStream, PlainStream, stable_boundary
 
 # --- conversation files --------------------------------------------------------------------------
 
@@ -125,11 +127,20 @@ def _chunk(content: str | None = None, **extra: Any) -> bytes:
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
+def _thought(text: str, field: str = "reasoning_content") -> bytes:
+    """A chunk of thinking, as vLLM's reasoning parser streams it (no answer text yet)."""
+    delta = {field: text, "content": None}
+    body = {"id": "gen-1", "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
 class FakeServer:
-    """Answers chat requests from a script: a list of byte chunks (None = wait forever)."""
+    """Answers chat requests from a script: a list of byte chunks (a number: pause this many
+    seconds; None: wait forever).
+    """
 
     def __init__(self) -> None:
-        self.scripts: list[list[bytes | None] | httpx.Response] = []
+        self.scripts: list[list[bytes | float | None] | httpx.Response] = []
         self.bodies: list[dict[str, Any]] = []
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -144,6 +155,8 @@ class FakeServer:
             for piece in script:
                 if piece is None:
                     await asyncio.sleep(3600)
+                elif isinstance(piece, float):
+                    await asyncio.sleep(piece)
                 else:
                     yield piece
 
@@ -261,6 +274,83 @@ async def test_retry_replaces_the_last_answer_and_model_checks() -> None:
     assert session.model == "m2" and "m2" in outcome.message
 
 
+async def test_thinking_is_the_first_token_and_never_kept(tmp_path: Path) -> None:
+    server = FakeServer()
+    pause = 0.3
+    server.scripts.append(
+        [
+            _chunk(""),
+            _thought("Let me"),
+            _thought(" think.", field="reasoning"),  # newer vLLM's and OpenRouter's name
+            pause,
+            _chunk("Hel"),
+            _chunk("lo"),
+            b"data: [DONE]\n\n",
+        ]
+    )
+    server.scripts.append([_chunk("ok"), b"data: [DONE]\n\n"])
+    session = server.session()
+    seen: list[tuple[str, str, float]] = []
+
+    def on(kind: str) -> Any:
+        return lambda piece: seen.append((kind, piece, time.perf_counter()))
+
+    reply = await session.ask("hi", on("text"), on_reasoning=on("thought"))
+    assert [(kind, piece) for kind, piece, _ in seen] == [
+        ("thought", "Let me"),
+        ("thought", " think."),
+        ("text", "Hel"),
+        ("text", "lo"),
+    ]
+    assert reply.ok and reply.reasoning == "Let me think." and reply.text == "Hello"
+    stats = reply.stats
+    assert stats.first_token is not None and stats.first_token <= seen[0][2]
+    assert seen[2][2] - stats.first_token >= pause  # timed from the thinking, not the answer
+    assert stats.chunks == 4 and "~4 completion tokens" in summary(stats)
+    assert session.totals.ttfts == [stats.ttft]
+    assert session.conversation.messages[-1].content == "Hello"
+    await session.ask("next")
+    assert server.bodies[1]["messages"] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "next"},
+    ]
+    saved = files.save(session.conversation, tmp_path / "c.json").read_text()
+    assert "think" not in saved and "reasoning" not in saved
+
+
+async def test_thinking_of_a_whole_answer_and_an_interrupt_while_thinking() -> None:
+    server = FakeServer()
+    message = {"role": "assistant", "content": "Paris", "reasoning_content": "France's capital."}
+    server.scripts.append(httpx.Response(200, json={"choices": [{"index": 0, "message": message}]}))
+    server.scripts.append([_thought("hmm"), None])
+    session = server.session()
+    thoughts: list[str] = []
+    whole = await session.ask("capital?", stream=False, on_reasoning=thoughts.append)
+    assert (whole.text, whole.reasoning) == ("Paris", "France's capital.")
+    assert thoughts == ["France's capital."] and whole.stats.chunks == 1
+
+    def stop(_piece: str) -> None:
+        asyncio.get_running_loop().call_later(0.05, session.interrupt)
+
+    cut = await asyncio.wait_for(session.ask("q", on_reasoning=stop), 5)
+    assert cut.interrupted and (cut.text, cut.reasoning) == ("", "hmm")
+    assert not cut.started and session.unanswered == "q"  # no answer: the question is not kept
+    assert [m.content for m in session.conversation.messages] == ["capital?", "Paris"]
+
+
+async def test_reasoning_command() -> None:
+    session = FakeServer().session()
+    assert session.show_reasoning
+    assert (await commands.run(session, "/reasoning off")).message.endswith("hidden")
+    assert not session.show_reasoning
+    assert (await commands.run(session, "/reasoning")).message.endswith("hidden")
+    assert (await commands.run(session, "/REASONING On")).message.endswith("shown")
+    assert session.show_reasoning
+    with pytest.raises(UsageError, match="on or off"):
+        await commands.run(session, "/reasoning maybe")
+
+
 async def test_slash_commands_change_the_session(tmp_path: Path) -> None:
     session = FakeServer().session()
     await commands.run(session, "/system be terse")
@@ -320,6 +410,130 @@ def test_markdown_stream_prints_each_block_once() -> None:
     shown = out.getvalue()
     assert "Title" in shown and "print('hi')" in shown and "The end" in shown
     assert "interrupted" in shown and "**" not in shown and "```" not in shown
+
+
+THINKING_THEN_ANSWER = [
+    ("thought", "\n"),  # DeepSeek-R1 opens its thinking with a new line
+    ("thought", "Let me"),
+    ("thought", " think.\n"),
+    ("thought", "\n"),
+    ("thought", "The user"),
+    ("thought", " greets.\n\n"),
+    ("text", "\n\n"),
+    ("text", "# Hi\n\nHello, **world**!"),
+]
+_STYLES = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _render(
+    pieces: list[tuple[str, str]],
+    *,
+    interrupted: bool = False,
+    reasoning: bool = True,
+    color: bool = False,
+) -> str:
+    """What a MarkdownStream leaves in the scrollback (a console that is not a terminal gets no
+    live region, only what is printed for good).
+    """
+    out = io.StringIO()
+    console = Console(
+        file=out, force_terminal=False, width=60, color_system="standard" if color else None
+    )
+    stream = MarkdownStream(console, reasoning=reasoning)
+    stream.start()
+    for kind, piece in pieces:
+        (stream.append if kind == "text" else stream.append_reasoning)(piece)
+    stream.finish(interrupted=interrupted)
+    return out.getvalue()
+
+
+def test_markdown_stream_shows_the_thinking_then_the_answer() -> None:
+    shown = [line.rstrip() for line in _render(THINKING_THEN_ANSWER).splitlines()]
+    assert shown == [
+        "thinking…",
+        "Let me think.",
+        "",
+        "The user greets.",
+        "…done thinking",
+        "",
+        "Hi".center(60).rstrip(),
+        "",
+        "Hello, world!",
+        "",
+    ]
+    styled = _render(THINKING_THEN_ANSWER, color=True)
+    assert "\x1b[2mthinking…\x1b[0m" in styled  # dim
+    assert "\x1b[2;3mThe user greets.\x1b[0m" in styled  # dim italic
+    assert "\x1b[1mworld\x1b[0m" in styled  # the answer is Markdown, as without thinking
+
+
+def test_markdown_stream_thinking_lines_are_printed_once_finished() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=60, color_system=None)
+    stream = MarkdownStream(console)
+    stream.start()
+    stream.append_reasoning("line one\nline tw")
+    assert out.getvalue() == "thinking…\nline one\n"  # the unfinished line stays live
+    stream.append_reasoning("o\nthree")
+    assert out.getvalue() == "thinking…\nline one\nline two\n"
+    stream.finish(interrupted=True)  # Ctrl-C while thinking
+    assert out.getvalue() == "thinking…\nline one\nline two\nthree\n⏹ interrupted\n\n"
+
+
+def test_markdown_stream_can_hide_the_thinking() -> None:
+    hidden = _render(THINKING_THEN_ANSWER, reasoning=False)
+    assert "think" not in hidden and "greets" not in hidden
+    assert hidden.startswith("Hi".center(60)) and "Hello, world!" in hidden
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _plain(
+    out: io.StringIO, notes: io.StringIO | None = None, *, reasoning: bool = True
+) -> PlainStream:
+    stream = PlainStream(out, notes, reasoning=reasoning)
+    stream.start()
+    for kind, piece in THINKING_THEN_ANSWER:
+        (stream.append if kind == "text" else stream.append_reasoning)(piece)
+    stream.finish()
+    return stream
+
+
+def test_plain_stream_keeps_the_answer_apart_from_the_thinking() -> None:
+    out, notes = io.StringIO(), io.StringIO()
+    _plain(out, notes)  # stdout is a pipe: the thinking goes to stderr
+    assert out.getvalue() == "# Hi\n\nHello, **world**!\n"
+    assert notes.getvalue() == "Let me think.\n\nThe user greets.\n"
+    hidden_out, hidden_notes = io.StringIO(), io.StringIO()
+    _plain(hidden_out, hidden_notes, reasoning=False)
+    assert hidden_out.getvalue() == out.getvalue() and hidden_notes.getvalue() == ""
+    terminal = _Terminal()
+    _plain(terminal)  # --raw on a terminal: one stream, the thinking framed
+    assert _STYLES.sub("", terminal.getvalue()) == (
+        "thinking…\nLet me think.\n\nThe user greets.\n…done thinking\n\n"
+        "# Hi\n\nHello, **world**!\n"
+    )
+
+
+def test_prompt_history_keeps_its_last_entries(tmp_path: Path) -> None:
+    from prompt_toolkit.history import FileHistory
+
+    path = tmp_path / "history"
+    trim_history(path)  # no file yet: nothing to do
+    history = FileHistory(str(path))
+    for number in range(HISTORY_ENTRIES + 5):
+        history.store_string(f"line {number}\nsecond" if number == 900 else f"line {number}")
+    trim_history(path)
+    kept = list(FileHistory(str(path)).load_history_strings())  # newest first
+    assert len(kept) == HISTORY_ENTRIES
+    assert kept[0] == f"line {HISTORY_ENTRIES + 4}" and kept[-1] == "line 5"
+    assert "line 900\nsecond" in kept
+    before = path.read_bytes()
+    trim_history(path)
+    assert path.read_bytes() == before and not list(tmp_path.glob(".history.*"))
 
 
 def test_triple_quote_blocks() -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from infer_cli.client.api import parse_endpoint
+from infer_cli.client.api import StreamChunk, parse_endpoint
 from infer_cli.client.listing import model_info
 from infer_cli.client.metrics import Samples, parse, parse_line, ratio
 from infer_cli.client.sse import SSEDecoder, SSEEvent, decode
@@ -172,3 +172,24 @@ def test_listing_openrouter_public_and_openai_shapes() -> None:
     assert public.features == ["tools", "json_mode"]
     openai = model_info({"id": "x", "object": "model", "max_model_len": 4096})
     assert (openai.name, openai.context_length, openai.prompt_price) == ("x", 4096, None)
+
+
+# --- stream chunks -------------------------------------------------------------------------------
+
+
+def _delta(delta: object, index: int = 0) -> StreamChunk:
+    return StreamChunk({"choices": [{"index": index, "delta": delta}]}, at=0.0)
+
+
+def test_stream_chunk_reasoning_under_either_name() -> None:
+    older = _delta({"reasoning_content": "Let me", "content": None})  # vLLM --reasoning-parser
+    assert (older.reasoning, older.content) == ("Let me", "")
+    assert _delta({"reasoning": " think"}).reasoning == " think"  # newer vLLM, OpenRouter
+    assert _delta({"reasoning_content": None, "reasoning": "b"}).reasoning == "b"
+    assert _delta({"reasoning_content": "a", "reasoning": "a"}).reasoning == "a"  # not twice
+    answer = _delta({"content": "Hi", "reasoning": None})
+    assert (answer.reasoning, answer.content) == ("", "Hi")
+    assert _delta({"reasoning": {"effort": "high"}}).reasoning == ""  # not text
+    assert _delta({"reasoning": "other choice"}, index=1).reasoning == ""
+    assert _delta(None).reasoning == "" and _delta("x").content == ""
+    assert StreamChunk({"choices": [], "usage": {}}, at=0.0).reasoning == ""
