@@ -1,11 +1,12 @@
 """Does ``infer bench`` agree with ``vllm bench serve``? Same server, same random workload.
 
 Starts ``infer serve --profile cpu`` (real vLLM + LMCache + SmolLM2 behind the proxy), warms it
-up, then runs both tools against the proxy's ``/v1/completions`` in alternation (infer, vllm,
-infer, vllm, ...) so that drift on a shared machine hits both alike: random prompts of exactly
-``--input-len`` tokens (both tools fit them with the model's tokenizer: infer bench through the
-proxy's ``/tokenize``, vLLM's with the tokenizer folder), ``--output-len`` tokens generated
-(ignore_eos), a new seed each round so that no round hits the prefix cache of an earlier one.
+up, then runs both tools against the proxy's ``/v1/completions`` in alternation (each round swaps
+which tool goes first) so that drift on a shared machine hits both alike: random prompts of
+exactly ``--input-len`` tokens (both tools fit them with the model's tokenizer: infer bench
+through the proxy's ``/tokenize``, vLLM's with the tokenizer folder), ``--output-len`` tokens
+generated (ignore_eos), a new seed each round so that no round hits the prefix cache of an
+earlier one.
 Neither tool warms up within a round: vLLM's warm-up and ready check resend the first prompt,
 which would turn that request into a prefix-cache hit.
 
@@ -13,6 +14,13 @@ Each concurrency level (``--concurrency 1,2``) is a separate comparison. Per lev
 pools every request of every round and reports, per tool, the median TTFT and TPOT, the ratios
 infer / vllm, and how far each tool's own round medians spread (max / min): the noise floor the
 ratio should be read against.
+
+The engine's speed drifts on a shared machine, so the script also asks the engine itself: vLLM's
+own TTFT and per-request TPOT histograms, read from ``/metrics`` before and after every run, give
+the engine's mean TTFT and TPOT over exactly that run's requests. Each tool's client-side mean
+divided by the engine's mean for the same run (``vs_engine``) says how faithfully the tool
+measures, whatever the engine's speed at the time; a tool that measures right sits a little above
+1.0 for TTFT (HTTP and the proxy) and at 1.0 for TPOT.
 
 Why levels above one draw lengths with ``--range-ratio`` (both tools, the same uniform range
 for input and output): at one stream TTFT is the prefill alone. With several streams of equal
@@ -35,9 +43,12 @@ import os
 import statistics
 import subprocess
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 from _bench_common import (
     PYTHON,
     free_port,
@@ -51,6 +62,42 @@ from _bench_common import (
 
 MODEL = "smollm2-135m-instruct"
 AGREE = 0.10
+ENGINE_HISTOGRAMS = {
+    "ttft": "vllm:time_to_first_token_seconds",
+    "tpot": "vllm:request_time_per_output_token_seconds",
+}
+
+
+def engine_sums(url: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of the engine's TTFT and TPOT histograms, from the proxy's ``/metrics``."""
+    from infer_cli.client.metrics import Samples
+
+    samples = Samples.from_text(httpx.get(url + "/metrics", timeout=10).text)
+    found = {}
+    for key, name in ENGINE_HISTOGRAMS.items():
+        total, count = samples.total(name + "_sum"), samples.total(name + "_count")
+        if total is not None and count:
+            found[key] = (total, count)
+    return found
+
+
+def engine_means(
+    url: str, run: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """``run(...)``'s result, and the engine's mean TTFT / TPOT (ms) over the requests it made."""
+    before = engine_sums(url)
+    result = run(*args, **kwargs)
+    after = engine_sums(url)
+    means = {}
+    for key, (total, count) in after.items():
+        old_total, old_count = before.get(key, (0.0, 0.0))
+        if count > old_count:
+            means[key] = round((total - old_total) / (count - old_count) * 1000, 2)
+    return result, means
+
+
+def mean(values: list[float]) -> float | None:
+    return round(statistics.fmean(values), 2) if values else None
 
 
 def infer_samples(run: dict[str, Any]) -> dict[str, list[float]]:
@@ -79,8 +126,19 @@ def vllm_samples(result: dict[str, Any]) -> dict[str, list[float]]:
     return {"ttft": ttft, "tpot": tpot}
 
 
+def vs_engine(values: list[float], engine: float | None) -> float | None:
+    """The tool's mean over a run divided by the engine's own mean for it."""
+    client = mean(values)
+    return round(client / engine, 3) if client and engine else None
+
+
 def median(values: list[float]) -> float | None:
     return round(statistics.median(values), 2) if values else None
+
+
+def median_of(values: list[float | None]) -> float | None:
+    known = [v for v in values if v]
+    return round(statistics.median(known), 3) if known else None
 
 
 def spread(values: list[float | None]) -> float | None:
@@ -124,25 +182,30 @@ def main() -> None:
             for level_index, level in enumerate(levels):
                 seed = 1000 + 10 * round_index + level_index
                 ratio = str(args.range_ratio if level > 1 else 0.0)
-                mine = infer_bench(
-                    ["random", *common, "-n", str(args.num_prompts),
-                     "--input-len", str(args.input_len), "--output-len", str(args.output_len),
-                     "--range-ratio", ratio, "-c", str(level), "--seed", str(seed),
-                     "--warmup", "0"],
-                    env=env,
-                )  # fmt: skip
+                runs = {
+                    "infer": partial(infer_bench,
+                        ["random", *common, "-n", str(args.num_prompts),
+                         "--input-len", str(args.input_len), "--output-len", str(args.output_len),
+                         "--range-ratio", ratio, "-c", str(level), "--seed", str(seed),
+                         "--warmup", "0"],
+                        env=env),
+                    "vllm": partial(vllm_bench,
+                        ["--backend", "openai", "--base-url", url, "--endpoint", "/v1/completions",
+                         "--model", MODEL, "--tokenizer", str(model_dir()),
+                         "--dataset-name", "random", "--random-input-len", str(args.input_len),
+                         "--random-output-len", str(args.output_len),
+                         "--random-range-ratio", ratio, "--num-prompts", str(args.num_prompts),
+                         "--max-concurrency", str(level), "--seed", str(seed + 500),
+                         "--num-warmups", "0", "--ready-check-timeout-sec", "0", "--ignore-eos",
+                         "--temperature", "0", "--save-detailed"]),
+                }  # fmt: skip
+                # odd rounds run vLLM's tool first: whatever the order does, both get it
+                order = ["infer", "vllm"] if round_index % 2 == 0 else ["vllm", "infer"]
+                done = {tool: engine_means(url, runs[tool]) for tool in order}
+                (mine, mine_engine), (theirs, theirs_engine) = done["infer"], done["vllm"]
                 lengths_exact = lengths_exact and bool(mine["lengths"].get("exact"))
-                theirs = vllm_bench(
-                    ["--backend", "openai", "--base-url", url, "--endpoint", "/v1/completions",
-                     "--model", MODEL, "--tokenizer", str(model_dir()), "--dataset-name", "random",
-                     "--random-input-len", str(args.input_len),
-                     "--random-output-len", str(args.output_len), "--random-range-ratio", ratio,
-                     "--num-prompts", str(args.num_prompts), "--max-concurrency", str(level),
-                     "--seed", str(seed + 500), "--num-warmups", "0",
-                     "--ready-check-timeout-sec", "0", "--ignore-eos", "--temperature", "0",
-                     "--save-detailed"],
-                )  # fmt: skip
                 pair = {"infer": infer_samples(mine), "vllm": vllm_samples(theirs)}
+                engine = {"infer": mine_engine, "vllm": theirs_engine}
                 level_samples = samples.setdefault(level, {"infer": {}, "vllm": {}})
                 for tool, found in pair.items():
                     for key, values in found.items():
@@ -151,8 +214,14 @@ def main() -> None:
                     "round": round_index,
                     "concurrency": level,
                     "range_ratio": float(ratio),
+                    "first": order[0],
                     **{
                         f"{tool}_{key}_median_ms": median(found[key])
+                        for tool, found in pair.items()
+                        for key in ("ttft", "tpot")
+                    },
+                    **{
+                        f"{tool}_{key}_vs_engine": vs_engine(found[key], engine[tool].get(key))
                         for tool, found in pair.items()
                         for key in ("ttft", "tpot")
                     },
@@ -175,14 +244,16 @@ def main() -> None:
         entry: dict[str, Any] = {"concurrency": level}
         for key in ("ttft", "tpot"):
             a, b = median(tools["infer"][key]), median(tools["vllm"][key])
-            ratio = round(a / b, 3) if a and b else None
+            both = round(a / b, 3) if a and b else None
             entry[key] = {
                 "infer_median_ms": a,
                 "vllm_median_ms": b,
-                "ratio": ratio,
-                "agree": ratio is not None and abs(ratio - 1) <= AGREE,
+                "ratio": both,
+                "agree": both is not None and abs(both - 1) <= AGREE,
                 "infer_round_spread": spread([r[f"infer_{key}_median_ms"] for r in mine_rounds]),
                 "vllm_round_spread": spread([r[f"vllm_{key}_median_ms"] for r in mine_rounds]),
+                "infer_vs_engine": median_of([r[f"infer_{key}_vs_engine"] for r in mine_rounds]),
+                "vllm_vs_engine": median_of([r[f"vllm_{key}_vs_engine"] for r in mine_rounds]),
                 "samples": [len(tools["infer"][key]), len(tools["vllm"][key])],
             }
         comparisons.append(entry)

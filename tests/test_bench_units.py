@@ -342,3 +342,27 @@ def test_engine_metric_deltas() -> None:
     assert delta["prompt_tokens_by_source"] == {"local_compute": 400, "external_kv_transfer": 256}
     assert engine_metrics.snapshot("# nothing\nother_metric 1\n") is None
     assert engine_metrics.delta(None, {}) is None
+
+
+def test_engine_timing_means_over_the_run() -> None:
+    before = _BEFORE + (
+        'vllm:time_to_first_token_seconds_sum{engine="0",model_name="m"} 2.0\n'
+        'vllm:time_to_first_token_seconds_count{engine="0",model_name="m"} 10.0\n'
+        'vllm:request_queue_time_seconds_sum{engine="0",model_name="m"} 0.5\n'
+        'vllm:request_queue_time_seconds_count{engine="0",model_name="m"} 10.0\n'
+    )
+    after = _AFTER + (
+        'vllm:time_to_first_token_seconds_sum{engine="0",model_name="m"} 3.2\n'
+        'vllm:time_to_first_token_seconds_count{engine="0",model_name="m"} 14.0\n'
+        'vllm:request_queue_time_seconds_sum{engine="0",model_name="m"} 0.5\n'
+        'vllm:request_queue_time_seconds_count{engine="0",model_name="m"} 10.0\n'
+    )
+    delta = engine_metrics.delta(engine_metrics.snapshot(before), engine_metrics.snapshot(after))
+    assert delta is not None
+    # 4 requests ended in between, 1.2 s of TTFT: 300 ms each; no request ended queueing
+    assert delta["latency_ms"] == {"ttft": {"mean": pytest.approx(300.0), "requests": 4}}
+    a, b = _result(0.2, 50), _result(0.2, 50)
+    a.runs[0].engine = delta
+    b.runs[0].engine = {**delta, "latency_ms": {"ttft": {"mean": 240.0, "requests": 4}}}
+    changes = {c.metric: c for c in report.compare_runs(a.runs[0], b.runs[0])}
+    assert changes["engine TTFT mean ms"].change == pytest.approx(-20.0)

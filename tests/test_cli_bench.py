@@ -70,6 +70,11 @@ def test_random_run_writes_json_and_csv(sim_url: str, tmp_path: Path) -> None:
     assert len(data["runs"][0]["requests"]) == 6 and data["warmup"]["requests"] == 2
     assert data["runs"][0]["summary"]["goodput"]["good"] == 6
     assert data["runs"][0]["engine"]["prefix_cache_queries"] > 0
+    # the engine's own TTFT over the run's 6 requests (no warm-up), below what the client measured
+    engine_ttft = data["runs"][0]["engine"]["latency_ms"]["ttft"]
+    assert engine_ttft["requests"] == 6
+    assert 0 < engine_ttft["mean"] <= data["runs"][0]["summary"]["latency_ms"]["ttft"]["mean"]
+    assert "engine's own means, ms: TTFT" in stdout
     assert len(csv.read_text().splitlines()) == 13
     code, stdout, _ = bench("compare", str(out), str(out))
     assert code == 0 and "TTFT median ms" in stdout

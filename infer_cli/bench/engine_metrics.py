@@ -4,6 +4,10 @@ vLLM counts prefix-cache lookups in tokens: ``vllm:prefix_cache_queries`` / ``_h
 GPU/CPU cache) and ``vllm:external_prefix_cache_queries`` / ``_hits`` (a KV connector such as
 LMCache). The infer proxy's ``/metrics`` appends the engine's, so the proxy's URL works as well as
 vLLM's. Counters are summed over label sets (several engines, models).
+
+vLLM also times every request itself, in histograms; their ``_sum`` / ``_count`` deltas give the
+engine's own mean TTFT, TPOT, queueing and prefill time over the run: next to the client-side
+figures they show what the network and the proxy add, and how much of a TTFT was waiting.
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ COUNTERS = {
     "preemptions": "vllm:num_preemptions",
 }
 BY_SOURCE = "vllm:prompt_tokens_by_source"
+HISTOGRAMS = {
+    "ttft": "vllm:time_to_first_token_seconds",
+    "tpot": "vllm:request_time_per_output_token_seconds",
+    "e2e": "vllm:e2e_request_latency_seconds",
+    "queue": "vllm:request_queue_time_seconds",
+    "prefill": "vllm:request_prefill_time_seconds",
+}
+"""The engine's request timings (seconds): what their means over a run are reported as."""
 
 
 def snapshot(text: str) -> dict[str, Any] | None:
@@ -36,6 +48,13 @@ def snapshot(text: str) -> dict[str, Any] | None:
     sources = samples.by_label(BY_SOURCE, "source")
     if sources:
         values["prompt_tokens_by_source"] = sources
+    timings = {}
+    for key, name in HISTOGRAMS.items():
+        total, count = samples.total(name + "_sum"), samples.total(name + "_count")
+        if total is not None and count is not None:
+            timings[key] = (total, count)
+    if timings:
+        values["timings"] = timings
     return values or None
 
 
@@ -59,7 +78,24 @@ def delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[s
     )
     out["prefix_cache_hit_rate"] = None if local is None else round(local, 4)
     out["external_hit_rate"] = None if external is None else round(external, 4)
+    latency = _mean_latencies(before.get("timings") or {}, after.get("timings") or {})
+    if latency:
+        out["latency_ms"] = latency
     return out
+
+
+def _mean_latencies(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, dict[str, float | int]]:
+    """The engine's mean of each timing over the requests that ended between the two reads."""
+    means: dict[str, dict[str, float | int]] = {}
+    for key, (total, count) in after.items():
+        old_total, old_count = before.get(key, (0.0, 0.0))
+        requests = count - old_count
+        if requests > 0:
+            mean = (total - old_total) / requests * 1000
+            means[key] = {"mean": round(mean, 3), "requests": _number(requests)}
+    return means
 
 
 def _number(value: float) -> float | int:

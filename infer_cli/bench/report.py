@@ -196,6 +196,9 @@ COMPARED: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("warm TTFT median ms", ("cache", "warm", "ttft_ms", "median"), LOWER),
     ("engine prefix hit rate", ("engine", "prefix_cache_hit_rate"), HIGHER),
     ("engine external hit rate", ("engine", "external_hit_rate"), HIGHER),
+    ("engine TTFT mean ms", ("engine", "latency_ms", "ttft", "mean"), LOWER),
+    ("engine TPOT mean ms", ("engine", "latency_ms", "tpot", "mean"), LOWER),
+    ("engine queue mean ms", ("engine", "latency_ms", "queue", "mean"), LOWER),
     ("failed requests", ("requests", "failed"), LOWER),
 )
 

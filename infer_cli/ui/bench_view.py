@@ -180,6 +180,7 @@ def print_run(run: RunResult, *, heading: bool) -> None:
         )
     stdout.print()
     stdout.print(latency)
+    print_engine_timing(s.get("latency_ms") or {}, (run.engine or {}).get("latency_ms") or {})
     print_cache(s.get("cache") or {}, run.engine)
     phases = s.get("phases")
     if phases:
@@ -215,6 +216,23 @@ def print_run(run: RunResult, *, heading: bool) -> None:
         stdout.print()
         stdout.print("[bold]TTFT distribution[/] (ms)")
         stdout.print(histogram(ttfts))
+
+
+ENGINE_TIMINGS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("queue", "queued"), ("prefill", "prefill"))
+
+
+def print_engine_timing(client: dict[str, Any], engine: dict[str, Any]) -> None:
+    """The engine's own means over the run next to the measured ones (what HTTP and a proxy add)."""
+    parts = []
+    for key, label in ENGINE_TIMINGS:
+        mean = (engine.get(key) or {}).get("mean")
+        if mean is None:
+            continue
+        measured = (client.get(key) or {}).get("mean")
+        versus = f" (measured {_num(measured, 1)})" if measured is not None else ""
+        parts.append(f"{label} {_num(mean, 1)}{versus}")
+    if parts:
+        stdout.print(f"[dim]engine's own means, ms: {' · '.join(parts)}[/]")
 
 
 def print_cache(cache: dict[str, Any], engine: dict[str, Any] | None) -> None:
