@@ -16,13 +16,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from infer_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from infer_cli.config.schema import ProxySection
     from infer_cli.proxy.auth import KeyRing
     from infer_cli.proxy.context import ProxyContext
     from infer_cli.proxy.limits import Limits, RateLimiter
@@ -70,12 +71,6 @@ class GuardConfig:
         if self.engine_metrics_timeout <= 0:
             raise UsageError("proxy.engine_metrics_timeout must be positive")
 
-    @classmethod
-    def from_settings(
-        cls, section: object, environ: Mapping[str, str] | None = None
-    ) -> GuardConfig:
-        return guard_config(section, environ)
-
     def limits(self) -> Limits:
         from infer_cli.proxy.limits import Limits
 
@@ -87,70 +82,42 @@ class GuardConfig:
         )
 
 
-def guard_config(section: object, environ: Mapping[str, str] | None = None) -> GuardConfig:
-    """The guards of a profile's ``[proxy]`` section (any object; missing attributes default).
+def guard_config(section: ProxySection, environ: Mapping[str, str] | None = None) -> GuardConfig:
+    """The guards of a profile's ``[proxy]`` section.
 
     ``INFER_API_KEYS`` adds keys (the prototype's ``RATE_LIMIT_*`` variables reach the profile
-    through the loader, like every other setting). A limit of 0 means none.
-    With no keys file configured, ``$INFER_HOME/api_keys`` is used when it exists (``infer keys
-    add`` writes there).
+    through the loader, like every other setting). A limit of 0 means none. With no keys file
+    configured, ``$INFER_HOME/api_keys`` is used when it exists (``infer keys add`` writes there).
     """
     from infer_cli.proxy.auth import default_keys_file
 
     env = os.environ if environ is None else environ
-    keys = [*_strings(getattr(section, "api_keys", None)), *_split(env.get(ENV_API_KEYS, ""))]
-    configured = getattr(section, "api_keys_file", None)
-    if configured:
-        keys_file: Path | None = Path(str(configured)).expanduser()
+    keys = [
+        *(key.get_secret_value().strip() for key in section.api_keys),
+        *_split(env.get(ENV_API_KEYS, "")),
+    ]
+    if section.api_keys_file:
+        keys_file: Path | None = Path(section.api_keys_file).expanduser()
     else:
         default = default_keys_file()
         keys_file = default if default.is_file() else None
-    rpm = _limit(getattr(section, "rate_limit_rpm", None), "proxy.rate_limit_rpm")
-    tpm = _limit(getattr(section, "rate_limit_tpm", None), "proxy.rate_limit_tpm")
     return GuardConfig(
-        api_keys=tuple(dict.fromkeys(keys)),
+        api_keys=tuple(dict.fromkeys(key for key in keys if key)),
         api_keys_file=keys_file,
-        protect_health=bool(getattr(section, "protect_health", False)),
-        protect_metrics=bool(getattr(section, "protect_metrics", False)),
-        rate_limit_rpm=rpm,
-        rate_limit_tpm=tpm,
-        max_concurrent_per_key=_limit(
-            getattr(section, "max_concurrent_per_key", None), "proxy.max_concurrent_per_key"
-        ),
-        max_concurrent=_limit(getattr(section, "max_concurrent", None), "proxy.max_concurrent"),
-        cors_origins=tuple(_strings(getattr(section, "cors_origins", None))),
-        engine_metrics=bool(getattr(section, "engine_metrics", True)),
-        engine_metrics_timeout=float(getattr(section, "engine_metrics_timeout", 2.0)),
+        protect_health=section.protect_health,
+        protect_metrics=section.protect_metrics,
+        rate_limit_rpm=section.rate_limit_rpm or None,
+        rate_limit_tpm=section.rate_limit_tpm or None,
+        max_concurrent_per_key=section.max_concurrent_per_key or None,
+        max_concurrent=section.max_concurrent or None,
+        cors_origins=tuple(origin.strip() for origin in section.cors_origins if origin.strip()),
+        engine_metrics=section.engine_metrics,
+        engine_metrics_timeout=section.engine_metrics_timeout,
     )
-
-
-def _strings(value: Any) -> list[str]:
-    """A list of strings from a list (of ``str`` or pydantic ``SecretStr``) or a comma list."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return _split(value)
-    found = []
-    for item in value:
-        reveal = getattr(item, "get_secret_value", None)
-        text = str(reveal() if callable(reveal) else item).strip()
-        if text:
-            found.append(text)
-    return found
 
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _limit(value: Any, name: str) -> int | None:
-    if value is None or value == 0:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UsageError(
-            f"{name} must be a whole number of at least 0 (0: no limit), got {value!r}"
-        )
-    return value
 
 
 @dataclass(frozen=True)
