@@ -1,12 +1,16 @@
-"""Does ``infer bench`` agree with ``vllm bench serve``? Same server, same random workload.
+"""Does ``infer bench`` agree with ``vllm bench serve``? Same server, same prompts.
 
 Starts ``infer serve --profile cpu`` (real vLLM + LMCache + SmolLM2 behind the proxy), warms it
 up, then runs both tools against the proxy's ``/v1/completions`` in alternation (each round swaps
-which tool goes first) so that drift on a shared machine hits both alike: random prompts of
-exactly ``--input-len`` tokens (both tools fit them with the model's tokenizer: infer bench
-through the proxy's ``/tokenize``, vLLM's with the tokenizer folder), ``--output-len`` tokens
-generated (ignore_eos), a new seed each round so that no round hits the prefix cache of an
-earlier one.
+which tool goes first) so that drift on a shared machine hits both alike. Every run sends
+``--num-prompts`` prompts of ``--input-len`` tokens and generates exactly ``--output-len`` tokens
+(ignore_eos), with new prompts each round so that no round hits the prefix cache of an earlier
+one. With ``--prompts same`` (the default) both tools read prompt files made alike (ShareGPT,
+which both read): the same lengths in the same order, random words fitted to them with the
+engine's tokenizer, different words for each tool (the same prompts would hit the prefix cache
+the first tool filled), so the engine gets the same work from both. With ``--prompts own`` each
+tool uses its own random generator (infer bench's words fitted through the proxy's
+``/tokenize``; vLLM's random token ids).
 Neither tool warms up within a round: vLLM's warm-up and ready check resend the first prompt,
 which would turn that request into a prefix-cache hit.
 
@@ -22,15 +26,15 @@ divided by the engine's mean for the same run (``vs_engine``) says how faithfull
 measures, whatever the engine's speed at the time; a tool that measures right sits a little above
 1.0 for TTFT (HTTP and the proxy) and at 1.0 for TPOT.
 
-Why levels above one draw lengths with ``--range-ratio`` (both tools, the same uniform range
-for input and output): at one stream TTFT is the prefill alone. With several streams of equal
-length, requests that start together finish together and the run settles into one of several
-stable patterns (a pair sent together: the first is prefilled alone, the second waits for it;
-or staggered: each prefill overlaps the other's decoding), with medians 30% apart. Which pattern
-a run falls into depends on sub-millisecond timing, for either tool; varied lengths break the
+Why levels above one vary the prompt lengths (``--range-ratio``, uniform around
+``--input-len``): at one stream TTFT is the prefill alone. With several streams of equal length,
+requests that start together finish together and the run settles into one of several stable
+patterns (a pair sent together: the first is prefilled alone, the second waits for it; or
+staggered: each prefill overlaps the other's decoding), with medians 30% apart. Which pattern a
+run falls into depends on sub-millisecond timing, for either tool; varied lengths break the
 lockstep, so what remains is the tools' measuring.
 
-    .venv/bin/python benchmarks/bench_vs_vllm.py --rounds 3 --output bench_vs_vllm.json
+    .venv/bin/python benchmarks/bench_vs_vllm.py --rounds 4 --output bench_vs_vllm.json
 
 Needs the CPU engine and the model (``infer engine install``, ``infer pull``).
 """
@@ -61,11 +65,48 @@ from _bench_common import (
 )
 
 MODEL = "smollm2-135m-instruct"
+TOOLS = ("infer", "vllm")
 AGREE = 0.10
 ENGINE_HISTOGRAMS = {
     "ttft": "vllm:time_to_first_token_seconds",
     "tpot": "vllm:request_time_per_output_token_seconds",
 }
+
+
+def write_prompts(
+    path: Path, url: str, count: int, input_len: int, ratio: float, seed: int, text_seed: int
+) -> None:
+    """A ShareGPT file (vLLM's tool reads JSONL only with pandas, which its environment lacks) of
+    prompts of exact token lengths: the lengths drawn with ``seed``, the text (infer bench's random
+    words, fitted with the engine's tokenizer through the proxy) with ``text_seed``. The answer
+    lengths come from ``--output-len`` in both tools."""
+    import asyncio
+
+    from infer_cli.bench.text import TextSource
+    from infer_cli.bench.tokens import ServerTokenizer, materialize
+    from infer_cli.bench.workloads import random_workload
+
+    workload = random_workload(
+        num_requests=count,
+        input_len=input_len,
+        output_len=1,
+        range_ratio=ratio,
+        seed=seed,
+    )
+
+    async def fit() -> list[str]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            tokenizer = ServerTokenizer(http, url + "/tokenize", MODEL)
+            texts = await materialize(workload, TextSource(text_seed), tokenizer)
+        turns = [turn for phase in workload.phases for s in phase.sessions for turn in s.turns]
+        return [texts.join(turn.prompt) for turn in turns]
+
+    answer = "(the answer's length is set by the benchmark)"
+    rows = [
+        {"conversations": [{"from": "human", "value": text}, {"from": "gpt", "value": answer}]}
+        for text in asyncio.run(fit())
+    ]
+    path.write_text(json.dumps(rows))
 
 
 def engine_sums(url: str) -> dict[str, tuple[float, float]]:
@@ -156,6 +197,12 @@ def main() -> None:
     parser.add_argument(
         "--range-ratio", type=float, default=0.25, help="length spread for levels above one"
     )
+    parser.add_argument(
+        "--prompts",
+        choices=("same", "own"),
+        default="same",
+        help="same: both tools send one prompt file; own: each its own random generator",
+    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     levels = [int(level) for level in args.concurrency.split(",")]
@@ -182,20 +229,35 @@ def main() -> None:
             for level_index, level in enumerate(levels):
                 seed = 1000 + 10 * round_index + level_index
                 ratio = str(args.range_ratio if level > 1 else 0.0)
+                if args.prompts == "same":
+                    files = {tool: home / f"prompts-{seed}-{tool}.json" for tool in TOOLS}
+                    for offset, tool in enumerate(TOOLS):
+                        write_prompts(files[tool], url, args.num_prompts, args.input_len,
+                                      float(ratio), seed, seed + 500 * offset)  # fmt: skip
+                    infer_workload = ["file", "--dataset", str(files["infer"]), "--ignore-eos",
+                                      "--output-len", str(args.output_len)]  # fmt: skip
+                    vllm_workload = ["--dataset-name", "sharegpt",
+                                     "--dataset-path", str(files["vllm"]),
+                                     "--sharegpt-output-len", str(args.output_len),
+                                     "--disable-shuffle"]  # fmt: skip
+                else:
+                    infer_workload = ["random", "--input-len", str(args.input_len),
+                                      "--output-len", str(args.output_len), "--range-ratio", ratio,
+                                      "--seed", str(seed)]  # fmt: skip
+                    vllm_workload = ["--dataset-name", "random",
+                                     "--random-input-len", str(args.input_len),
+                                     "--random-output-len", str(args.output_len),
+                                     "--random-range-ratio", ratio,
+                                     "--seed", str(seed + 500)]  # fmt: skip
                 runs = {
                     "infer": partial(infer_bench,
-                        ["random", *common, "-n", str(args.num_prompts),
-                         "--input-len", str(args.input_len), "--output-len", str(args.output_len),
-                         "--range-ratio", ratio, "-c", str(level), "--seed", str(seed),
-                         "--warmup", "0"],
+                        [*infer_workload, *common, "-n", str(args.num_prompts),
+                         "-c", str(level), "--warmup", "0"],
                         env=env),
                     "vllm": partial(vllm_bench,
                         ["--backend", "openai", "--base-url", url, "--endpoint", "/v1/completions",
-                         "--model", MODEL, "--tokenizer", str(model_dir()),
-                         "--dataset-name", "random", "--random-input-len", str(args.input_len),
-                         "--random-output-len", str(args.output_len),
-                         "--random-range-ratio", ratio, "--num-prompts", str(args.num_prompts),
-                         "--max-concurrency", str(level), "--seed", str(seed + 500),
+                         "--model", MODEL, "--tokenizer", str(model_dir()), *vllm_workload,
+                         "--num-prompts", str(args.num_prompts), "--max-concurrency", str(level),
                          "--num-warmups", "0", "--ready-check-timeout-sec", "0", "--ignore-eos",
                          "--temperature", "0", "--save-detailed"]),
                 }  # fmt: skip
@@ -263,6 +325,8 @@ def main() -> None:
             "output_len": args.output_len,
             "num_prompts": args.num_prompts,
             "rounds": args.rounds,
+            "range_ratio_above_one": args.range_ratio,
+            "prompts": args.prompts,
             "lengths_exact": lengths_exact,
         },
         "rounds": rounds,
