@@ -189,3 +189,10 @@ def test_file_workload_from_jsonl(sim_url: str, tmp_path: Path) -> None:
     )
     assert code == 0, stderr
     assert json.loads(stdout)["runs"][0]["summary"]["tokens"]["output"] == 4
+
+
+def test_help_keeps_bracketed_defaults() -> None:
+    # Rich reads "[multi-turn ...]" as markup unless escaped, and drops it from the help
+    result = CliRunner().invoke(app, ["bench", "run", "--help"])
+    assert result.exit_code == 0
+    assert "[multi-turn 50;" in result.stdout and "[1024; latency 128]" in result.stdout

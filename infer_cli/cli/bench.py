@@ -320,7 +320,7 @@ def run(
         int | None,
         typer.Option(
             "--question-len",
-            help="Tokens of each question [multi-turn 50; long-doc 32].",
+            help="Tokens of each question \\[multi-turn 50; long-doc 32].",
             show_default=False,
             rich_help_panel=_TURNS,
         ),
