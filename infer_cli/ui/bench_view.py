@@ -240,9 +240,10 @@ def print_cache(cache: dict[str, Any], engine: dict[str, Any] | None) -> None:
     if cache.get("prompt_tokens"):
         rows.append(
             (
-                "hit rate (usage: cached / prompt tokens)",
+                "hit rate from usage",
                 f"{_pct(cache.get('hit_rate'))}  "
-                f"({cache.get('cached_tokens')} / {cache.get('prompt_tokens')})",
+                f"({cache.get('cached_tokens')} of {cache.get('prompt_tokens')} prompt tokens "
+                "cached)",
             )
         )
     for kind in ("cold", "warm"):
@@ -251,7 +252,7 @@ def print_cache(cache: dict[str, Any], engine: dict[str, Any] | None) -> None:
             ttft = part.get("ttft_ms") or {}
             rows.append(
                 (
-                    f"{kind} requests: TTFT median / mean",
+                    f"{kind} TTFT median / mean",
                     f"{_num(ttft.get('median'), 1)} / {_num(ttft.get('mean'), 1)} ms  "
                     f"(n={part.get('requests')}, hit rate {_pct(part.get('hit_rate'))})",
                 )
