@@ -67,10 +67,6 @@ from _bench_common import (
 MODEL = "smollm2-135m-instruct"
 TOOLS = ("infer", "vllm")
 AGREE = 0.10
-ENGINE_HISTOGRAMS = {
-    "ttft": "vllm:time_to_first_token_seconds",
-    "tpot": "vllm:request_time_per_output_token_seconds",
-}
 
 
 def write_prompts(
@@ -109,32 +105,21 @@ def write_prompts(
     path.write_text(json.dumps(rows))
 
 
-def engine_sums(url: str) -> dict[str, tuple[float, float]]:
-    """(sum, count) of the engine's TTFT and TPOT histograms, from the proxy's ``/metrics``."""
-    from infer_cli.client.metrics import Samples
-
-    samples = Samples.from_text(httpx.get(url + "/metrics", timeout=10).text)
-    found = {}
-    for key, name in ENGINE_HISTOGRAMS.items():
-        total, count = samples.total(name + "_sum"), samples.total(name + "_count")
-        if total is not None and count:
-            found[key] = (total, count)
-    return found
-
-
 def engine_means(
     url: str, run: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """``run(...)``'s result, and the engine's mean TTFT / TPOT (ms) over the requests it made."""
-    before = engine_sums(url)
+    """``run(...)``'s result, and the engine's mean TTFT / TPOT (ms) over the requests it made:
+    vLLM's own histograms in the proxy's ``/metrics``, read before and after."""
+    from infer_cli.bench import engine_metrics
+
+    def read() -> dict[str, Any] | None:
+        return engine_metrics.snapshot(httpx.get(url + "/metrics", timeout=10).text)
+
+    before = read()
     result = run(*args, **kwargs)
-    after = engine_sums(url)
-    means = {}
-    for key, (total, count) in after.items():
-        old_total, old_count = before.get(key, (0.0, 0.0))
-        if count > old_count:
-            means[key] = round((total - old_total) / (count - old_count) * 1000, 2)
-    return result, means
+    moved = engine_metrics.delta(before, read()) or {}
+    latency = moved.get("latency_ms") or {}
+    return result, {key: latency[key]["mean"] for key in ("ttft", "tpot") if key in latency}
 
 
 def mean(values: list[float]) -> float | None:
