@@ -4,6 +4,7 @@ and cost, errors, generation stats, OpenAPI. Real sockets, the ``openai`` SDK as
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -322,7 +323,71 @@ async def test_sampling_parameters_pass_and_openrouter_fields_are_stripped(
         )
     assert response.status_code == 200
     sent = json.loads(fake.requests[-1]["body"])
-    assert sent == {**CHAT, **sampling}
+    assert sent == {**CHAT, **sampling, "reasoning_effort": "high"}
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "engine"),
+    [
+        (
+            {"effort": "low", "max_tokens": 512},
+            {"reasoning_effort": "low"},  # no reasoning parser: vLLM would refuse a budget
+        ),
+        ({"exclude": True}, {"include_reasoning": False}),
+        ({"enabled": False}, {"reasoning_effort": "none"}),
+        ({"enabled": True}, {}),
+    ],
+)
+async def test_openrouter_reasoning_becomes_vllms_fields(
+    fake: FakeUpstream, proxy: Running, reasoning: dict[str, object], engine: dict[str, object]
+) -> None:
+    async with proxy.http() as http:
+        response = await http.post(
+            "/api/v1/chat/completions", json={**CHAT, "reasoning": reasoning}
+        )
+    assert response.status_code == 200
+    assert json.loads(fake.requests[-1]["body"]) == {**CHAT, **engine}
+
+
+async def test_a_thinking_budget_reaches_an_engine_with_a_reasoning_parser(
+    fake: FakeUpstream,
+) -> None:
+    thinker = dataclasses.replace(PROVIDER, reasoning_parser=True)
+    body = {**CHAT, "reasoning": {"max_tokens": 512}}
+    async with running_proxy(fake, provider=thinker) as proxy, proxy.http() as http:
+        response = await http.post("/api/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert json.loads(fake.requests[-1]["body"]) == {**CHAT, "thinking_token_budget": 512}
+
+
+async def test_vllms_own_reasoning_fields_win_over_openrouters(
+    fake: FakeUpstream, proxy: Running
+) -> None:
+    body = {**CHAT, "reasoning": {"effort": "high"}, "reasoning_effort": "low"}
+    async with proxy.http() as http:
+        response = await http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert json.loads(fake.requests[-1]["body"]) == {**CHAT, "reasoning_effort": "low"}
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "message"),
+    [
+        ({"effort": "extreme"}, "reasoning.effort must be one of"),
+        ({"max_tokens": -1}, "reasoning.max_tokens must be"),
+        ({"exclude": "yes"}, "reasoning.exclude must be true or false"),
+    ],
+)
+async def test_bad_reasoning_is_400_and_never_reaches_the_engine(
+    fake: FakeUpstream, proxy: Running, reasoning: dict[str, object], message: str
+) -> None:
+    async with proxy.http() as http:
+        response = await http.post(
+            "/api/v1/chat/completions", json={**CHAT, "reasoning": reasoning}
+        )
+    error = assert_error(response, 400, "invalid_request")
+    assert message in error["message"]
+    assert fake.requests == []
 
 
 @pytest.mark.parametrize("asked", [HF_ID, None])

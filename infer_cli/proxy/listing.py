@@ -45,6 +45,9 @@ class ProviderInfo:
     supported_sampling_parameters: tuple[str, ...] = DEFAULT_SAMPLING_PARAMETERS
     supported_features: tuple[str, ...] = ()
     prices: Prices = field(default_factory=Prices)
+    reasoning_parser: bool = False
+    """The engine runs with a reasoning parser (``engine.reasoning_parser``): only then does vLLM
+    take a thinking budget."""
 
     @property
     def display_name(self) -> str:
@@ -91,6 +94,7 @@ def provider_info(profile: Profile) -> ProviderInfo:
             request=pricing.request,
             image=pricing.image,
         ),
+        reasoning_parser=profile.engine.reasoning_parser is not None,
     )
 
 

@@ -1,5 +1,5 @@
 """A completion request on its way to the engine: validated, its model resolved, OpenRouter's own
-fields removed, usage asked for.
+fields removed (its ``reasoning`` object translated first), usage asked for.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from infer_cli.proxy.errors import ProxyError
 from infer_cli.proxy.listing import ProviderInfo
+from infer_cli.proxy.reasoning import engine_fields
 from infer_cli.proxy.schemas import ChatCompletionRequest, CompletionRequest
 
 OPENROUTER_ONLY = frozenset(
@@ -72,7 +73,7 @@ def prepare(endpoint: Endpoint, raw: bytes, info: ProviderInfo) -> Prepared:
         )
     _check_max_tokens(payload, info)
     stream = payload.get("stream") is True
-    changed = _to_engine(payload, info.model, stream)
+    changed = _to_engine(payload, info, stream)
     body = json.dumps(payload, separators=(",", ":")).encode() if changed else raw
     return Prepared(body=body, model=requested or info.model, stream=stream)
 
@@ -121,9 +122,13 @@ def _check_max_tokens(payload: dict[str, Any], info: ProviderInfo) -> None:
         )
 
 
-def _to_engine(payload: dict[str, Any], model: str, stream: bool) -> bool:
+def _to_engine(payload: dict[str, Any], info: ProviderInfo, stream: bool) -> bool:
     """Edit ``payload`` into the engine's copy; True when anything changed."""
     changed = False
+    model = info.model
+    reasoning = engine_fields(payload.get("reasoning"), allow_budget=info.reasoning_parser)
+    for name, value in reasoning.items():
+        payload.setdefault(name, value)
     for name in OPENROUTER_ONLY.intersection(payload):
         del payload[name]
         changed = True

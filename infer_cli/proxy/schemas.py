@@ -48,7 +48,11 @@ class _SamplingRequest(BaseModel):
     route: str | None = Field(default=None, description="OpenRouter routing; ignored")
     transforms: list[str] | None = Field(default=None, description="OpenRouter; ignored")
     plugins: list[dict[str, Any]] | None = Field(default=None, description="OpenRouter; ignored")
-    reasoning: dict[str, Any] | None = Field(default=None, description="OpenRouter; ignored")
+    reasoning: dict[str, Any] | None = Field(
+        default=None,
+        description="OpenRouter's {effort, max_tokens, exclude, enabled}: sent to vLLM as "
+        "reasoning_effort, thinking_token_budget and include_reasoning",
+    )
     usage: dict[str, Any] | None = Field(
         default=None, description="OpenRouter (deprecated): usage is always returned"
     )
