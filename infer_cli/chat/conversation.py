@@ -24,13 +24,12 @@ answer; ``stats`` are the figures shown after it. Neither is sent back to the mo
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infer_cli.errors import ConversationError
+from infer_cli.files import write_atomic
 
 FORMAT = "infer-chat"
 VERSION = 1
@@ -92,14 +91,7 @@ def save(conversation: Conversation, path: Path) -> Path:
     text = json.dumps(conversation.to_json(), indent=2, ensure_ascii=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         raise ConversationError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path.resolve()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from infer_cli import paths
 from infer_cli.errors import InferError, UsageError
+from infer_cli.files import write_atomic
 from infer_cli.proxy import errors
 
 if TYPE_CHECKING:
@@ -147,11 +148,7 @@ def remove_key(path: Path | str, name: str) -> bool:
     kept = [line for line in lines if line.strip().split(":", 1)[0] != name]
     if len(kept) == len(lines):
         return False
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.writelines(kept)
-    temporary.replace(path)
+    write_atomic(path, "".join(kept).encode("utf-8"))
     return True
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from infer_cli.files import write_atomic
 
 if TYPE_CHECKING:
     from prompt_toolkit.key_binding import KeyPressEvent
@@ -59,7 +59,7 @@ def trim_history(path: Path, keep: int = HISTORY_ENTRIES) -> None:
     if len(entries) <= keep:
         return
     with contextlib.suppress(OSError):
-        _replace(path, b"".join(entries[-keep:]))
+        write_atomic(path, b"".join(entries[-keep:]))
 
 
 def _history_entries(data: bytes) -> list[bytes]:
@@ -77,18 +77,6 @@ def _history_entries(data: bytes) -> list[bytes]:
     if in_entry:
         entries.append(b"".join(current))
     return entries
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (a crash never leaves half a history)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class ChatInput:
