@@ -23,14 +23,8 @@ from infer_cli.chat.conversation import Conversation
 from infer_cli.chat.session import ChatSession, Reply, TextCallback
 from infer_cli.client.api import Client
 from infer_cli.errors import InferError, ModelNotFoundError
-from infer_cli.ui.chat_view import (
-    AnswerStream,
-    ChatView,
-    PlainStream,
-    chat_console,
-    print_answer,
-    print_reasoning,
-)
+from infer_cli.ui.chat_screen import ChatView, print_answer, print_reasoning
+from infer_cli.ui.chat_view import AnswerStream, PlainStream, chat_console
 
 INTERRUPTED_EXIT = 130
 

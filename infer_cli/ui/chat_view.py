@@ -28,14 +28,9 @@ from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.text import Text
 
-from infer_cli.chat.stats import AnswerStats, summary
-from infer_cli.errors import InferError
-
 if TYPE_CHECKING:
     from rich.live import Live
 
-    from infer_cli.chat.commands import Outcome
-    from infer_cli.chat.session import ChatSession
 
 CODE_THEME = "monokai"
 THINKING = "thinking…"
@@ -190,7 +185,7 @@ class MarkdownStream:
 
     def append(self, text: str) -> None:
         first = not self.text
-        if text.strip() and not self._answering:
+        if not self._answering and text.strip():
             self._answering = True
             if self._thinking:
                 self._end_thinking(done=True)
@@ -318,8 +313,8 @@ class PlainStream:
         self._thinking = False
         self._held = ""
         """Newlines at the end of the thinking so far (written only if more thinking follows)."""
-        self._decorated = _isatty(self.notes)
-        self._notes_console = chat_console(self.notes)
+        self._decorated = is_terminal(self.notes)
+        self._notes_console = chat_console(self.notes) if self._decorated else None
 
     def start(self) -> None:
         pass
@@ -376,126 +371,13 @@ class PlainStream:
                 self.notes.write(text)
                 self.notes.flush()
             return
+        assert self._notes_console is not None
         self._notes_console.print(Text(text, style=style), end="", soft_wrap=True)
         self.notes.flush()
 
 
-# --- the rest of the chat screen ---------------------------------------------------------------
-
-
-class ChatView:
-    """Everything ``infer chat`` shows besides the answers themselves."""
-
-    def __init__(self, console: Console, *, markdown: bool = True):
-        self.console = console
-        self.markdown = markdown
-
-    def answer_stream(self, *, reasoning: bool = True) -> AnswerStream:
-        """Where an answer streams to; ``reasoning``: show the thinking of reasoning models."""
-        if self.markdown:
-            return MarkdownStream(self.console, reasoning=reasoning)
-        return PlainStream(self.console.file, reasoning=reasoning)
-
-    def banner(self, session: ChatSession) -> None:
-        self.console.print(
-            Text.assemble(
-                ("infer chat", "bold"),
-                " · ",
-                (session.model, "cyan"),
-                " at ",
-                session.client.endpoint.url,
-            )
-        )
-        self.console.print(
-            Text(
-                '/help for commands · """ or Alt-Enter for several lines · Ctrl-C stops an'
-                " answer · Ctrl-D leaves",
-                style="dim",
-            )
-        )
-        if session.conversation.messages:
-            self.console.print(
-                Text(
-                    f"continuing a conversation of {session.conversation.turns} turns",
-                    style="dim",
-                )
-            )
-
-    def stats(self, stats: AnswerStats) -> None:
-        line = summary(stats)
-        if line:
-            self.console.print(Text(line, style="dim"))
-
-    def error(self, error: InferError, *, partial: bool = False) -> None:
-        self.console.print(Text.assemble(("error: ", "bold red"), error.one_line()))
-        if partial:
-            self.console.print(Text("the partial answer is kept; /retry asks again", style="dim"))
-
-    def unanswered(self) -> None:
-        self.console.print(Text("no answer was kept; /retry asks again", style="dim"))
-
-    def outcome(self, outcome: Outcome) -> None:
-        if outcome.message:
-            self.console.print(Text(outcome.message, style="green"))
-        if outcome.rows:
-            from rich.table import Table
-
-            table = Table(box=None, show_header=False, pad_edge=False)
-            table.add_column(style="bold")
-            table.add_column()
-            for key, value in outcome.rows:
-                table.add_row(Text(key), Text(value))
-            self.console.print(table)
-
-    def help(self) -> None:
-        from rich.table import Table
-
-        from infer_cli.chat.commands import COMMANDS, KEYS
-
-        table = Table(box=None, show_header=False, pad_edge=False)
-        table.add_column(style="bold cyan")
-        table.add_column()
-        for command in COMMANDS:
-            aliases = "".join(f", /{alias}" for alias in command.aliases)
-            table.add_row(Text(command.usage + aliases), Text(command.summary))
-        table.add_row("", "")
-        for key, meaning in KEYS:
-            table.add_row(Text(key), Text(meaning))
-        self.console.print(table)
-
-    def goodbye(self, saved: str | None) -> None:
-        if saved:
-            self.console.print(Text(f"conversation kept in {saved} (infer chat -c)", style="dim"))
-
-
-def print_reasoning(console: Console, text: str) -> None:
-    """A whole answer's thinking at once (``--no-stream``): dim and framed on a terminal, the bare
-    text elsewhere.
-    """
-    text = text.strip()
-    if not text:
-        return
-    if not _isatty(console.file):
-        console.file.write(text + "\n")
-        console.file.flush()
-        return
-    console.print(Text(THINKING, style="dim"))
-    console.print(Text(text, style=THOUGHT_STYLE))
-    console.print(Text(DONE_THINKING, style="dim"))
-    console.print()
-
-
-def _isatty(stream: IO[str]) -> bool:
+def is_terminal(stream: IO[str]) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # a closed or unusual stream
         return False
-
-
-def print_answer(console: Console, text: str, *, markdown: bool) -> None:
-    """A whole answer at once (``--no-stream``)."""
-    if markdown:
-        console.print(Markdown(text, code_theme=CODE_THEME))
-    else:
-        console.file.write(text if text.endswith("\n") else text + "\n")
-        console.file.flush()
