@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -55,18 +56,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_health(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_ok(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until ``url`` answers 200; stops the script if ``process`` exits or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the server exited with code {process.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
+            raise SystemExit(f"{process.args!r} exited with {process.returncode}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
                 return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} was not ready after {timeout:.0f} s")
+        time.sleep(0.1)
+    raise SystemExit(f"{url} not ready in {timeout:.0f} s")
+
+
+def wait_health(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    wait_ok(url + "/health", process, timeout)
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
@@ -77,6 +81,38 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float = 30) -> None:
+    """SIGTERM to the process's group (each runs in its own session), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every live process below it (vLLM's engine core and workers are children)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
 
 
 def infer_bench(args: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:

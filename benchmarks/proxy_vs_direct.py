@@ -36,8 +36,6 @@ import contextlib
 import json
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +45,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
+
+from _bench_common import free_port, process_tree, stop_group, wait_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,12 +60,6 @@ ENGINE_KEY = "bench-internal-key"
 # --- the processes --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def cpu_times(pid: int) -> tuple[float, float]:
     """User and system CPU seconds of a process (and its waited-for children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -74,59 +68,13 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return (utime + cutime) / tick, (stime + cstime) / tick
 
 
-def tree(root: int) -> list[int]:
-    """``root`` and every live process below it (vLLM's engine core and workers are children)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
-
-
 def cpu_seconds(pid: int) -> float:
     """CPU seconds of a process and every live process below it."""
     total = 0.0
-    for member in tree(pid):
+    for member in process_tree(pid):
         with contextlib.suppress(OSError):
             total += sum(cpu_times(member))
     return total
-
-
-def wait_ok(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args!r} exited with {process.returncode}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"{url} not ready in {timeout:.0f} s")
-
-
-def stop(process: subprocess.Popen[bytes], grace: float = 30) -> None:
-    """SIGTERM to the process's group (each runs in its own session), then SIGKILL."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @dataclass
@@ -151,9 +99,9 @@ class Stack:
         return process
 
     def close(self) -> None:
-        pids = [pid for process in self.processes for pid in tree(process.pid)]
+        pids = [pid for process in self.processes for pid in process_tree(process.pid)]
         for process in reversed(self.processes):
-            stop(process)
+            stop_group(process)
         for pid in pids:  # what vLLM's workers leave of LMCache's shared memory when stopped
             for segment in Path("/dev/shm").glob(f"lmcache_kv_{pid}_*"):
                 segment.unlink(missing_ok=True)

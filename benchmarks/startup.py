@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,45 +26,10 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+from _bench_common import free_port, process_tree, shared_homes, stop_group, wait_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def shared_homes() -> dict[str, str]:
-    """The built engine and models, found before INFER_HOME points at a temporary folder."""
-    from infer_cli import paths
-
-    return {
-        "INFER_ENGINE_HOME": str(paths.engine_home()),
-        "INFER_MODELS_HOME": str(paths.models_home()),
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
 
 
 def pss_bytes(pids: list[int]) -> int:
@@ -93,7 +57,7 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            pids = [pid for root in self.roots for pid in tree(root)]
+            pids = [pid for root in self.roots for pid in process_tree(root)]
             self.peak = max(self.peak, pss_bytes(pids))
             self._stop.wait(0.25)
 
@@ -101,31 +65,6 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         return self.peak
-
-
-def wait_ok(url: str, deadline: float, process: subprocess.Popen[bytes]) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready in time")
-
-
-def stop(process: subprocess.Popen[bytes], grace: float = 30) -> None:
-    """SIGTERM to the process group (bare engines run in their own session), then SIGKILL."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def remove_segments(pids: list[int]) -> None:
@@ -146,7 +85,7 @@ def run_infer(home: Path, timeout: float) -> dict[str, float]:
         )  # fmt: skip
     memory = PeakMemory([process.pid])
     try:
-        wait_ok(f"http://127.0.0.1:{port}/health", started + timeout, process)
+        wait_ok(f"http://127.0.0.1:{port}/health", process, started + timeout - time.monotonic())
         ready = time.monotonic() - started
         time.sleep(2)  # let memory settle after ready
     finally:
@@ -185,14 +124,14 @@ def run_bare(home: Path, timeout: float) -> dict[str, float]:
             )
             processes.append(process)
             memory.roots.append(process.pid)
-            wait_ok(str(command["health"]), started + timeout, process)
+            wait_ok(str(command["health"]), process, started + timeout - time.monotonic())
         ready = time.monotonic() - started
         time.sleep(2)
     finally:
         peak = memory.stop()
-        pids = [pid for process in processes for pid in tree(process.pid)]
+        pids = [pid for process in processes for pid in process_tree(process.pid)]
         for process in reversed(processes):
-            stop(process)
+            stop_group(process)
         remove_segments(pids)
     return {"ready_s": ready, "peak_pss_gib": peak / 2**30}
 
