@@ -325,3 +325,24 @@ def test_cause_of_a_port_clash() -> None:
         "OSError: [Errno 98] Address already in use",
     ]
     assert best_cause(tail) == "OSError: [Errno 98] Address already in use"
+
+
+async def test_the_engine_does_not_inherit_infers_keys_or_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INFER_API_KEYS", "client-secret-1,client-secret-2")
+    monkeypatch.setenv("INFER_UPSTREAM_API_KEY", "upstream-secret")
+    monkeypatch.setenv("VLLM_API_KEY", "the-parents-key")
+    monkeypatch.setenv("KEEP_ME", "yes")
+    process = ManagedProcess(stub_command(name="vllm"), tmp_path / "vllm.log")
+    await process.start()
+    try:
+        assert process.pid is not None
+        raw = Path(f"/proc/{process.pid}/environ").read_bytes()
+        env = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+        assert not [name for name in env if name.startswith("INFER_")]
+        assert "client-secret-1" not in raw.decode() and "upstream-secret" not in raw.decode()
+        assert "VLLM_API_KEY" not in env  # the command sets its own internal key when it has one
+        assert env["KEEP_ME"] == "yes" and env["STUB_ENGINE"] == "1"
+    finally:
+        await process.stop()

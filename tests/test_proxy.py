@@ -111,7 +111,42 @@ async def test_health_is_503_while_starting_then_200_when_ready(proxy: ProxyFact
             "engine": "ready",
             "uptime": ready.json()["uptime"],
             "version": __version__,
+            "restarts": 0,
         }
+
+
+async def test_health_says_why_the_engine_restarts_without_internal_addresses(
+    proxy: ProxyFactory,
+) -> None:
+    async with proxy(status="ready") as (url, state), client(url) as http:
+        state.count_restart(
+            "vllm",
+            "exited",
+            "vllm exited with code 1: ConnectionRefusedError: Connect call failed "
+            "('127.0.0.1', 5555) while calling http://127.0.0.1:41234/v1",
+            1700000000.0,
+        )
+        state.status, state.detail = "restarting", "restarting vllm"
+        state.retry_after = 42.2
+        down = await http.get("/health")
+        assert down.status_code == 503 and down.headers["retry-after"] == "43"
+        body = down.json()
+        assert body["engine"] == "restarting" and body["detail"] == "restarting vllm"
+        assert body["restarts"] == 1
+        assert body["last_restart"]["at"] == 1700000000.0
+        assert body["last_restart"]["reason"].startswith("vllm exited with code 1")
+        assert "127.0.0.1" not in down.text and "41234" not in down.text
+        assert "5555" not in down.text
+        refused = await http.post(
+            "/v1/chat/completions",
+            json={"model": "fake/model", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "43"
+        assert refused.json()["error"]["metadata"]["engine"] == "restarting"
+        assert "is restarting" in refused.json()["error"]["message"]
+        metrics = (await http.get("/metrics")).text
+        assert 'infer_proxy_engine_restarts_total{process="vllm",reason="exited"} 1' in metrics
+        assert "infer_proxy_engine_ready 0" in metrics
 
         state.status, state.detail = "failed", "vllm exited with code 1"
         failed = await http.get("/health")

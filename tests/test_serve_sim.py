@@ -32,24 +32,39 @@ def wait_health(url: str, process: subprocess.Popen[bytes], want: int, timeout: 
         time.sleep(0.05)
 
 
-@pytest.fixture
-def served(infer_home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def start_serve(*extra: str) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     env = {**os.environ, "NO_COLOR": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "infer_cli", "serve", "--profile", "sim", "--port", str(port)],
+        [sys.executable, "-m", "infer_cli", "serve", "--profile", "sim", "--port", str(port),
+         *extra],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-    )
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_health(url, process, 200)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return url, process
+
+
+@pytest.fixture
+def served(infer_home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    url, process = start_serve("--set", "supervisor.backoff=0.2")
+    try:
         yield url, process
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def engine_pids(process: subprocess.Popen[bytes]) -> list[int]:
+    return [pid for pid in descendants(process.pid) if pid != process.pid]
 
 
 def ask(url: str) -> dict[str, object]:
@@ -66,7 +81,7 @@ def test_serve_sim_answers_restarts_on_sighup_and_stops_on_sigterm(
     url, process = served
     assert ask(url)["model"] == "sim-model"
     assert httpx.get(f"{url}/health", timeout=5).json()["profile"] == "sim"
-    engine = [pid for pid in descendants(process.pid) if pid != process.pid]
+    engine = engine_pids(process)
     assert engine, "the simulated engine runs as a child process"
 
     process.send_signal(signal.SIGHUP)
@@ -74,7 +89,8 @@ def test_serve_sim_answers_restarts_on_sighup_and_stops_on_sigterm(
     wait_health(url, process, 200)
     assert ask(url)["usage"]
     assert not any(pid_alive(pid) for pid in engine), "the old engine process must be gone"
-    engine = [pid for pid in descendants(process.pid) if pid != process.pid]
+    assert httpx.get(f"{url}/health", timeout=5).json()["restarts"] == 1  # counted, as requested
+    engine = engine_pids(process)
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
@@ -86,17 +102,66 @@ def test_serve_sim_answers_restarts_on_sighup_and_stops_on_sigterm(
     assert not any(pid_alive(pid) for pid in engine)
 
 
-def test_a_crashed_engine_takes_serve_down_with_the_cause(
+def test_a_killed_engine_is_restarted_while_the_proxy_answers_503(
     served: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
-    _, process = served
-    engine = [pid for pid in descendants(process.pid) if pid != process.pid]
-    for pid in engine:
+    url, process = served
+    for pid in engine_pids(process):
         os.kill(pid, signal.SIGKILL)
-    assert process.wait(timeout=30) == 1
+    down = None
+    deadline = time.monotonic() + 10
+    while down is None:
+        assert time.monotonic() < deadline, "the proxy never said the engine was down"
+        answer = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "sim-model", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=5,
+        )
+        if answer.status_code == 503:
+            down = answer
+    assert down.json()["error"]["metadata"]["engine"] == "restarting"
+    assert int(down.headers["retry-after"]) >= 1
+    health = httpx.get(f"{url}/health", timeout=5)
+    if health.status_code == 503:  # still restarting: the reason, in words, no address
+        body = health.json()
+        assert body["engine"] == "restarting" and "sim exited with code -9" in body["detail"]
+        assert "127.0.0.1" not in health.text
+    wait_health(url, process, 200)  # back without a human
+    assert ask(url)["usage"]
+    body = httpx.get(f"{url}/health", timeout=5).json()
+    assert body["restarts"] == 1
+    assert body["last_restart"]["reason"].startswith("sim exited with code -9 (SIGKILL)")
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    assert 'infer_proxy_engine_restarts_total{process="sim",reason="exited"} 1' in metrics
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
     assert process.stderr is not None
-    last = process.stderr.read().decode().strip().splitlines()[-1]
-    assert last.startswith("error: sim") and "log:" in last
+    log = process.stderr.read().decode()
+    assert "sim exited with code -9 (SIGKILL)" in log and "restarting in 0.2 s" in log
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [["supervisor.on_failure=stop"], ["supervisor.max_restarts=0"]],
+    ids=["on_failure-stop", "no-restarts-left"],
+)
+def test_an_engine_that_cannot_be_kept_up_takes_serve_down_with_the_cause(
+    infer_home: Path, settings: list[str]
+) -> None:
+    _, process = start_serve(*(part for item in settings for part in ("--set", item)))
+    try:
+        for pid in engine_pids(process):
+            os.kill(pid, signal.SIGKILL)
+        assert process.wait(timeout=30) == 1
+        assert process.stderr is not None
+        last = process.stderr.read().decode().strip().splitlines()[-1]
+        assert last.startswith("error: sim exited with code -9") and "log:" in last
+        if "max_restarts" in settings[0]:
+            assert "giving up" in last
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_bench_behind_the_proxy_fits_prompt_lengths_with_the_engines_tokenizer(

@@ -24,7 +24,8 @@ from infer_cli.errors import ProfileError, ProfileNotFoundError, SettingError
 
 ENV_PREFIX = "INFER_"
 ENV_SEPARATOR = "__"
-SECTIONS = ("model", "engine", "lmcache", "proxy", "openrouter", "sim")
+SECTIONS = tuple(name for name in Profile.model_fields if name not in ("description", "extends"))
+"""The profile's tables, in schema order (``INFER_<SECTION>__<KEY>`` and ``--set`` accept these)."""
 
 
 def bundled_dir() -> Path:

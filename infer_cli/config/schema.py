@@ -269,6 +269,38 @@ class ProxySection(_Strict):
         return value
 
 
+class SupervisorSection(_Strict):
+    """What ``infer serve`` does when an engine process dies or stops answering its health check."""
+
+    on_failure: Literal["restart", "stop"] = Field(
+        default="restart",
+        description="'restart': restart the dead process (and what depends on it) with backoff; "
+        "'stop': stop everything and exit non-zero (leave restarts to systemd or Kubernetes)",
+    )
+    max_restarts: int = Field(
+        default=5, ge=0, description="Restarts allowed within restart_window; one more: give up"
+    )
+    restart_window: float = Field(
+        default=600.0, gt=0, description="Seconds over which max_restarts is counted"
+    )
+    backoff: float = Field(
+        default=1.0, ge=0, description="Seconds before the first restart; doubled for each next"
+    )
+    backoff_max: float = Field(default=60.0, ge=0, description="Longest wait before a restart")
+    health_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between health checks of each running process"
+    )
+    health_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds a health check may take before it counts as failed"
+    )
+    unhealthy_after: int = Field(
+        default=3,
+        ge=1,
+        description="Failed health checks in a row after which a process counts as wedged "
+        "and is restarted like a dead one",
+    )
+
+
 class Pricing(_Strict):
     """USD per token, as strings (OpenRouter's rule: no float error)."""
 
@@ -348,6 +380,7 @@ class Profile(_Strict):
     lmcache: LMCacheSection = Field(default_factory=LMCacheSection)
     proxy: ProxySection = Field(default_factory=ProxySection)
     openrouter: OpenRouterSection = Field(default_factory=OpenRouterSection)
+    supervisor: SupervisorSection = Field(default_factory=SupervisorSection)
     sim: SimSettings = Field(
         default_factory=SimSettings,
         description="The simulated engine (engine.backend = 'sim'); its model name and context "

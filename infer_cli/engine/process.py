@@ -18,7 +18,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ _PROBE_TIMEOUT = httpx.Timeout(2.0, connect=1.0)
 _KILL_WAIT = 5.0  # seconds to wait for the group to vanish after SIGKILL
 _TAIL_BYTES = 64 * 1024
 _CAUSE_CHARS = 300
+_SECRET_NAMES = frozenset({"VLLM_API_KEY"})  # set per command; never the parent's
 _EXECUTABLE_KEYS = {"vllm": "engine.vllm", "lmcache": "lmcache.lmcache"}  # profile keys naming them
 
 
@@ -50,6 +51,8 @@ class Command:
     startup_timeout: float  # seconds
     stop_timeout: float  # grace seconds between SIGTERM and SIGKILL
     health_headers: dict[str, str] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    """Processes this one needs: when one of them restarts, this one restarts after it."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,20 @@ def _preexec(parent: int) -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return preexec
+
+
+def child_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    """The parent's environment without infer's own settings and secrets.
+
+    ``INFER_*`` variables (client keys in ``INFER_API_KEYS``, the upstream key, the proxy's
+    settings) mean nothing to vLLM or LMCache and must not leak into processes that log their
+    environment or run user code; what an engine needs arrives in its command's ``env``.
+    """
+    return {
+        name: value
+        for name, value in parent.items()
+        if not name.startswith("INFER_") and name not in _SECRET_NAMES
+    }
 
 
 def exit_text(code: int) -> str:
@@ -209,7 +226,7 @@ class ManagedProcess:
         if self._proc is not None:
             raise RuntimeError(f"{self.name} was already started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.command.env}
+        env = {**child_environment(os.environ), **self.command.env}
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(self.log_path, "ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -362,10 +379,14 @@ class ManagedProcess:
 
     # -- stop -------------------------------------------------------------------------------------
 
-    async def stop(self) -> None:
-        """SIGTERM the process group, wait the grace period, then SIGKILL it; reap. Idempotent."""
+    async def stop(self, grace: float | None = None) -> None:
+        """SIGTERM the process group, wait the grace period, then SIGKILL it; reap. Idempotent.
+
+        ``grace`` overrides the command's ``stop_timeout``; 0 sends SIGKILL at once.
+        """
         if self._proc is None:
             return
+        grace = self.command.stop_timeout if grace is None else grace
         async with self._stop_lock:
             proc = self._proc
             group = proc.pid  # start_new_session: the child leads its own group
@@ -376,14 +397,16 @@ class ManagedProcess:
                 for pid in descendants_of(proc.pid, table)
                 if table[pid].pgrp != group and alive(table[pid])
             }
-            if self._anything_alive(proc, group, strays):
+            if self._anything_alive(proc, group, strays) and grace <= 0:
+                self._note(f"killing {self.name} (SIGKILL)")
+                self._signal(group, strays, signal.SIGKILL)
+                await self._wait_gone(proc, group, strays, _KILL_WAIT)
+            elif self._anything_alive(proc, group, strays):
                 self._note(f"stopping {self.name} (SIGTERM)")
                 self._signal(group, strays, signal.SIGTERM)
-                gone = await self._wait_gone(proc, group, strays, self.command.stop_timeout)
+                gone = await self._wait_gone(proc, group, strays, grace)
                 if not gone:
-                    self._note(
-                        f"{self.name} did not stop within {self.command.stop_timeout:g} s (SIGKILL)"
-                    )
+                    self._note(f"{self.name} did not stop within {grace:g} s (SIGKILL)")
                     self._signal(group, strays, signal.SIGKILL)
                     await self._wait_gone(proc, group, strays, _KILL_WAIT)
             with contextlib.suppress(asyncio.TimeoutError):

@@ -1,4 +1,4 @@
-"""The engine of one run: several processes started in order, watched, and stopped in reverse order.
+"""The engine of one run: processes started in order, restarted, and stopped in reverse order.
 
 LMCache's server starts first and must answer its health check before vLLM starts (vLLM connects to
 it). Whatever goes wrong while starting (a crash, a timeout, Ctrl-C), everything already started is
@@ -8,15 +8,11 @@ stopped again and the shared memory it left is removed before the error reaches 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from infer_cli.engine.process import Command, ManagedProcess, StartProgress, exit_text
+from infer_cli.engine.process import Command, ManagedProcess, StartProgress
 from infer_cli.engine.shm import SharedMemoryTracker
-from infer_cli.errors import EngineCrashedError
-
-SNAPSHOT_INTERVAL = 2.0  # seconds between shared-memory snapshots while watching
 
 
 class EngineStack:
@@ -76,70 +72,59 @@ class EngineStack:
         if cancelled:
             raise asyncio.CancelledError
 
-    # -- watch ------------------------------------------------------------------------------------
+    # -- what the supervisor reads ----------------------------------------------------------------
 
-    async def watch(self) -> None:
-        """Return only after stop() was called; raise EngineCrashedError when a process exits.
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
-        A process that :meth:`restart` is replacing may exit: that is not a crash.
-        """
-        if not self._processes:
-            raise RuntimeError("the engine stack was not started")
-        waits: dict[asyncio.Future[int], ManagedProcess] = {}
-        try:
-            while True:
-                self._snapshot()
-                watched = set(waits.values())
-                for process in self._processes.values():
-                    if process not in watched and process.pid is not None:
-                        waits[asyncio.ensure_future(process.wait())] = process
-                if not waits:  # a restart is between stopping the old process and starting anew
-                    if self._stopping:
-                        return
-                    await asyncio.sleep(0.1)
-                    continue
-                done, _ = await asyncio.wait(
-                    waits, timeout=SNAPSHOT_INTERVAL, return_when=asyncio.FIRST_COMPLETED
-                )
-                if self._stopping:
-                    return
-                for finished in done:
-                    process = waits.pop(finished)
-                    if self._processes.get(process.name) is not process:
-                        continue  # replaced by a restart
-                    if process.name in self._restarting:
-                        continue  # being stopped by a restart
-                    self._snapshot()  # what is left of the crashed process's tree, and the others
-                    cause = process.cause()
-                    message = f"{process.name} {exit_text(finished.result())}"
-                    raise EngineCrashedError(
-                        f"{message}: {cause}" if cause else message,
-                        log_path=process.log_path,
-                    )
-        finally:
-            for task in waits:
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+    def is_restarting(self, name: str) -> bool:
+        """A process that :meth:`restart` is replacing may exit: that is not a crash."""
+        return name in self._restarting
 
-    # -- restart ----------------------------------------------------------------------------------
+    def snapshot(self) -> None:
+        """Remember the shared memory every process holds now (removed after it is gone)."""
+        self._snapshot()
 
-    async def restart(
-        self, name: str, on_progress: Callable[[StartProgress], None] | None = None
-    ) -> None:
-        """Stop ``name`` and every process started after it, then start them again in order.
+    def restart_order(self, name: str) -> list[str]:
+        """``name`` and every process that depends on it, in start order.
 
-        The processes before it keep running: restarting vLLM keeps LMCache's server (and the KV
-        chunks it holds) up. Each new run appends to the same log file, after a marker line.
+        A process depends on those its command ``requires`` (and on what they depend on). When no
+        command says what it requires, each depends on every process started before it.
         """
         names = [command.name for command in self.commands]
         if name not in names:
             raise ValueError(f"no engine process named {name!r} (have {names})")
+        if not any(command.requires for command in self.commands):
+            return names[names.index(name) :]
+        chosen = {name}
+        for command in self.commands:  # start order: what a command requires comes before it
+            if chosen.intersection(command.requires):
+                chosen.add(command.name)
+        return [n for n in names if n in chosen]
+
+    # -- restart ----------------------------------------------------------------------------------
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL ``name``'s process group at once (a wedged process would ignore SIGTERM)."""
+        process = self._processes.get(name)
+        if process is not None:
+            self.shm.snapshot(process.descendants())
+            await process.stop(grace=0.0)
+
+    async def restart(
+        self, name: str, on_progress: Callable[[StartProgress], None] | None = None
+    ) -> None:
+        """Stop ``name`` and every process that depends on it, then start them again in order.
+
+        The others keep running: restarting vLLM keeps LMCache's server (and the KV chunks it
+        holds) up. Each new run appends to the same log file, after a marker line.
+        """
+        order = self.restart_order(name)
         if self._stopping:
             raise RuntimeError("the engine stack is stopping")
-        later = self.commands[names.index(name) :]
-        self._restarting.update(command.name for command in later)
+        later = [command for command in self.commands if command.name in order]
+        self._restarting.update(order)
         try:
             for command in reversed(later):
                 old = self._processes.get(command.name)
@@ -154,7 +139,7 @@ class EngineStack:
                 await process.wait_ready(on_progress)
                 self._snapshot()
         finally:
-            self._restarting.difference_update(command.name for command in later)
+            self._restarting.difference_update(order)
 
     # -- stop -------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -89,6 +89,25 @@ class Counter(Metric):
         for labels, value in self._values.items():
             text = _labels_text(self.label_names, labels)
             yield f"{self.name}{text} {format_value(value)}"
+
+
+class CounterView(Counter):
+    """A counter kept elsewhere (the engine's restarts), read from ``source`` at each scrape."""
+
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        labels: Sequence[str],
+        *,
+        source: Callable[[], Mapping[Labels, int | float]],
+    ) -> None:
+        super().__init__(name, help, labels)
+        self._source = source
+
+    def samples(self) -> Iterable[str]:
+        self._values = {self._check(k): float(v) for k, v in self._source().items()}
+        return super().samples()
 
 
 class Gauge(Metric):

@@ -113,16 +113,22 @@ async def build_upstream_request(
 
 
 def not_ready(state: UpstreamState) -> ProxyError:
-    what = {"starting": "is starting", "failed": "has failed", "stopped": "is stopped"}.get(
-        state.status, "is not ready"
-    )
-    message = f"the engine {what}" + (f" ({state.detail})" if state.detail else "")
+    from infer_cli.proxy.health import retry_after
+    from infer_cli.proxy.state import scrub
+
+    what = {
+        "starting": "is starting",
+        "restarting": "is restarting",
+        "failed": "has failed",
+        "stopped": "is stopped",
+    }.get(state.status, "is not ready")
+    message = f"the engine {what}" + (f" ({scrub(state.detail)})" if state.detail else "")
     return ProxyError(
         503,
         message,
         error_type=errors.PROVIDER_UNAVAILABLE,
         metadata={"engine": state.status},
-        headers={"Retry-After": str(errors.RETRY_AFTER_SECONDS)},
+        headers={"Retry-After": retry_after(state)},
     )
 
 

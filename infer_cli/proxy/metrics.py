@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from infer_cli.proxy import limits
-from infer_cli.proxy.exposition import CONTENT_TYPE, Counter, Gauge, Histogram, Registry
+from infer_cli.proxy.exposition import (
+    CONTENT_TYPE,
+    Counter,
+    CounterView,
+    Gauge,
+    Histogram,
+    Registry,
+)
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -163,6 +170,15 @@ class ProxyMetrics:
                 "infer_proxy_engine_ready",
                 "1 when the engine behind the proxy is ready",
                 source=(lambda: 1.0 if state is not None and state.ready else 0.0),
+            )
+        )
+        self.engine_restarts = registry.add(
+            CounterView(
+                "infer_proxy_engine_restarts_total",
+                "Engine processes restarted by infer serve, by process and why "
+                "('exited', 'unhealthy': failed health checks, 'start_failed', 'requested')",
+                ("process", "reason"),
+                source=lambda: state.restarts if state is not None else {},
             )
         )
         self.engine_scrape = registry.add(

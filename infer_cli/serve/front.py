@@ -47,15 +47,15 @@ async def check_upstream(client: httpx.AsyncClient, state: UpstreamState) -> tup
     try:
         response = await client.get(f"{state.url}/v1/models", headers=headers)
     except httpx.HTTPError as error:
-        return False, f"upstream {state.url} unreachable ({type(error).__name__})"
+        return False, f"the upstream is unreachable ({type(error).__name__})"
     if response.status_code in (401, 403):
-        return False, f"upstream {state.url} refused the key (HTTP {response.status_code})"
+        return False, f"the upstream refused the key (HTTP {response.status_code})"
     if response.status_code != 200:
-        return False, f"upstream {state.url} answered HTTP {response.status_code}"
+        return False, f"the upstream answered HTTP {response.status_code}"
     try:
         served = [str(item["id"]) for item in response.json()["data"]]
     except (ValueError, KeyError, TypeError):
-        return False, f"upstream {state.url} did not answer /v1/models with a model list"
+        return False, "the upstream did not answer /v1/models with a model list"
     if state.model not in served:
         return False, (
             f"upstream serves {', '.join(served) or 'no model'}, not {state.model}: "
@@ -83,7 +83,7 @@ async def run_front(
     base = upstream_base(upstream)
     sock = bind(host, port)
     state = UpstreamState(url=base, api_key=api_key, model=profile.model.name)
-    state.detail = f"checking upstream {base}"
+    state.detail = "checking the upstream"
     server = ProxyServer(proxy_app(profile, state, profile_name), sock)
 
     loop = asyncio.get_running_loop()
@@ -108,8 +108,8 @@ async def run_front(
                     state.status, state.detail = "ready", ""
                     reporter.ready(server.url, state.model, state.uptime(), None)
                 elif not ok and why != last:
-                    state.status, state.detail = "failed", why
-                    reporter.warning(why)
+                    state.status, state.detail = "failed", why  # public: no address
+                    reporter.warning(f"{why} ({base})")
                 last = why
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), CHECK_INTERVAL)

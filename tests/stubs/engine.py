@@ -67,6 +67,13 @@ def write_pid(pidfile: str | None) -> None:
         tmp.replace(pidfile)
 
 
+def count_run(path: Path) -> int:
+    """Add one to the number in ``path`` (a run counter shared by restarts); the new count."""
+    count = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(count))
+    return count
+
+
 def worker(args: argparse.Namespace) -> None:
     """The grandchild: like vLLM's worker, it names its KV segment after its own pid."""
     if args.ignore_sigterm:
@@ -86,6 +93,12 @@ def main() -> None:
     parser.add_argument("--crash-at-start", metavar="MESSAGE")
     parser.add_argument("--crash-after", type=float, help="exit with code 7 this long after ready")
     parser.add_argument("--hang", action="store_true", help="never answer /health")
+    parser.add_argument(
+        "--crash-runs", help="FILE: with --crash-after, crash only while FILE counts runs below 1"
+    )
+    parser.add_argument(
+        "--fail-start-run", help="FILE:N: crash at start on the Nth run counted in FILE"
+    )
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--grandchild-pidfile", help="spawn a grandchild and write its pid here")
     parser.add_argument("--shm-root", help="hold shared-memory-like files in this folder")
@@ -112,6 +125,10 @@ def main() -> None:
             worker_argv.append("--ignore-sigterm")
         keep.append(subprocess.Popen(worker_argv))
 
+    if args.fail_start_run:
+        path, _, nth = args.fail_start_run.rpartition(":")
+        if count_run(Path(path)) == int(nth):
+            args.crash_at_start = "stub engine refused to start again"
     if args.crash_at_start is not None:
         log("Starting to load model stub...")
         print("Traceback (most recent call last):", flush=True)
@@ -138,7 +155,10 @@ def main() -> None:
     serve_health(args.port)
     print(f"(APIServer pid={os.getpid()}) INFO:     Application startup complete.", flush=True)
 
-    if args.crash_after is not None:
+    crash = args.crash_after is not None
+    if crash and args.crash_runs:
+        crash = count_run(Path(args.crash_runs)) <= 1  # only the first run crashes
+    if crash:
         time.sleep(args.crash_after)
         error("Engine core died unexpectedly")
         print("RuntimeError: stub engine died after ready", flush=True)
