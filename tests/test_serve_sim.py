@@ -133,6 +133,20 @@ def test_a_killed_engine_is_restarted_while_the_proxy_answers_503(
     assert body["last_restart"]["reason"].startswith("sim exited with code -9 (SIGKILL)")
     metrics = httpx.get(f"{url}/metrics", timeout=5).text
     assert 'infer_proxy_engine_restarts_total{process="sim",reason="exited"} 1' in metrics
+    shown = subprocess.run(
+        [sys.executable, "-m", "infer_cli", "status", "--url", url],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    line = next(line for line in shown.stdout.splitlines() if "restart" in line)
+    assert "1 restart" in line and "ago" in line and "sim exited with code -9 (SIGKILL)" in line
+    as_json = subprocess.run(
+        [sys.executable, "-m", "infer_cli", "status", "--url", url, "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    data = json.loads(as_json.stdout)
+    assert data["restarts"] == 1 and data["last_restart"].startswith("sim exited")
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
     assert process.stderr is not None

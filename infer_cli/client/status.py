@@ -45,6 +45,11 @@ class Status:
     detail: str | None = None
     uptime: float | None = None
     version: str | None = None
+    restarts: int | None = None
+    """Engine restarts since ``infer serve`` started (None: the server does not say)."""
+    last_restart: str | None = None
+    """Why the last one happened, in words."""
+    last_restart_at: float | None = None
     metrics_error: str | None = None
     engine_metrics: bool = False
     """The engine's ``vllm:*`` metrics were present."""
@@ -136,6 +141,13 @@ def status_from(
         version=_text(body.get("version")),
         metrics_error=metrics_error,
     )
+    restarts = body.get("restarts")
+    if isinstance(restarts, int) and not isinstance(restarts, bool):
+        status.restarts = restarts
+    last = body.get("last_restart")
+    if isinstance(last, dict):
+        status.last_restart = _text(last.get("reason"))
+        status.last_restart_at = _number(last.get("at"))
     if not health.ok and health.status_code != 404:
         status.error = f"/health answered {health.status_code}" + (
             f": {status.detail}" if status.detail else ""

@@ -79,6 +79,14 @@ def rows(status: Status) -> list[tuple[str, str]]:
     if status.detail:
         engine.append(status.detail)
     out.append(("engine", " · ".join(engine)))
+    if status.restarts:
+        restarts = [_counted(float(status.restarts), "restart")]
+        if status.last_restart_at is not None:
+            ago = duration(max(0.0, status.checked_at - status.last_restart_at))
+            restarts.append(f"last {ago} ago")
+        if status.last_restart:
+            restarts.append(status.last_restart)
+        out.append(("restarts", " · ".join(restarts)))
     if status.metrics_error:
         out.append(("metrics", f"unavailable: {status.metrics_error}"))
         return out
