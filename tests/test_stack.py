@@ -140,3 +140,38 @@ def test_restart_order_follows_what_each_process_requires(tmp_path: Path) -> Non
     assert stack.restart_order("router") == ["router"]
     legacy = EngineStack([stub_command(name="lmcache"), stub_command(name="vllm")], tmp_path)
     assert legacy.restart_order("lmcache") == ["lmcache", "vllm"]  # nothing declared: all later
+
+
+async def test_replicas_start_together_after_what_they_require(tmp_path: Path) -> None:
+    def named(
+        name: str, *args: str, requires: tuple[str, ...] = (), after: tuple[str, ...] = ()
+    ) -> Command:
+        return replace(stub_command(*args, name=name), requires=requires, after=after)
+
+    stack = EngineStack(
+        [
+            named("lmcache", "--delay", "0.5"),
+            named("vllm-0", "--delay", "2", requires=("lmcache",)),
+            named("vllm-1", "--delay", "2", requires=("lmcache",)),
+            named("router", after=("vllm-0", "vllm-1")),
+        ],
+        tmp_path,
+    )
+    assert [[c.name for c in wave] for wave in stack.waves()] == [
+        ["lmcache"],
+        ["vllm-0", "vllm-1"],
+        ["router"],
+    ]
+    try:
+        await stack.start()
+        # the two replicas (2 s to be ready each) started side by side, not one after the other
+        ages = [stack.processes[name].elapsed() for name in ("vllm-0", "vllm-1")]
+        assert abs(ages[0] - ages[1]) < 1.0, ages
+        assert stack.processes["router"].elapsed() < min(ages)
+        assert all(p.returncode is None for p in stack.processes.values())
+        router = stack.processes["router"].pid
+        await stack.restart("vllm-1")  # the router and the other replica keep running
+        assert stack.processes["router"].pid == router
+        assert stack.restart_order("lmcache") == ["lmcache", "vllm-0", "vllm-1"]
+    finally:
+        await stack.stop()

@@ -53,6 +53,8 @@ class Command:
     health_headers: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
     """Processes this one needs: when one of them restarts, this one restarts after it."""
+    after: tuple[str, ...] = ()
+    """Processes that must be ready before this one first starts (it does not restart with them)."""
 
 
 @dataclass(frozen=True)

@@ -44,20 +44,65 @@ class EngineStack:
     # -- start ------------------------------------------------------------------------------------
 
     async def start(self, on_progress: Callable[[StartProgress], None] | None = None) -> None:
-        """Start the processes in order, each ready before the next; on failure stop them all."""
+        """Start the processes in waves, each wave ready before the next; on failure stop them all.
+
+        A wave is every process whose ``requires`` and ``after`` are ready (replicas of one model
+        start together); when no command declares either, each process is a wave of its own.
+        """
         if self._processes:
             raise RuntimeError("the engine stack was already started")
         try:
-            for command in self.commands:
-                process = ManagedProcess(command, self.log_paths[command.name])
-                self._processes[command.name] = process
-                await process.start()
+            for wave in self.waves():
+                for command in wave:
+                    process = ManagedProcess(command, self.log_paths[command.name])
+                    self._processes[command.name] = process
+                    await process.start()
                 self._snapshot()
-                await process.wait_ready(on_progress)
+                await self._wait_all_ready(
+                    [self._processes[command.name] for command in wave], on_progress
+                )
                 self._snapshot()
         except BaseException:
             await self._stop_despite_cancellation()
             raise
+
+    def waves(self) -> list[list[Command]]:
+        """The commands grouped by when they can start, in start order."""
+        if not any(command.requires or command.after for command in self.commands):
+            return [[command] for command in self.commands]
+        waves: list[list[Command]] = []
+        ready: set[str] = set()
+        pending = list(self.commands)
+        while pending:
+            wave = [c for c in pending if ready.issuperset((*c.requires, *c.after))]
+            if not wave:
+                names = [command.name for command in pending]
+                raise ValueError(f"engine processes wait for each other or for nothing: {names}")
+            waves.append(wave)
+            ready.update(command.name for command in wave)
+            pending = [command for command in pending if command not in wave]
+        return waves
+
+    @staticmethod
+    async def _wait_all_ready(
+        processes: list[ManagedProcess], on_progress: Callable[[StartProgress], None] | None
+    ) -> None:
+        """Wait until every process is ready; the first failure cancels the other waits."""
+        if not processes:
+            return
+        if len(processes) == 1:
+            await processes[0].wait_ready(on_progress)
+            return
+        tasks = [asyncio.ensure_future(process.wait_ready(on_progress)) for process in processes]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # raises the first failure
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _stop_despite_cancellation(self) -> None:
         """Run stop() to the end even if the caller is cancelled again (a second Ctrl-C)."""
@@ -131,12 +176,16 @@ class EngineStack:
                 if old is not None:
                     self.shm.snapshot(old.descendants())
                     await old.stop()
-            for command in later:
-                process = ManagedProcess(command, self.log_paths[command.name])
-                self._processes[command.name] = process
-                await process.start()
+            for wave in self.waves():
+                again = [command for command in wave if command.name in order]
+                for command in again:
+                    process = ManagedProcess(command, self.log_paths[command.name])
+                    self._processes[command.name] = process
+                    await process.start()
                 self._snapshot()
-                await process.wait_ready(on_progress)
+                await self._wait_all_ready(
+                    [self._processes[command.name] for command in again], on_progress
+                )
                 self._snapshot()
         finally:
             self._restarting.difference_update(order)
