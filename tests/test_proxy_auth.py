@@ -193,7 +193,8 @@ def test_guard_config_reveals_secret_strings() -> None:
 
 
 def test_guard_config_of_a_default_section_is_all_defaults() -> None:
-    assert guard_config(ProxySection(), {}) == GuardConfig()
+    watched = GuardConfig(api_keys_file=default_keys_file(), api_keys_file_optional=True)
+    assert guard_config(ProxySection(), {}) == watched
 
 
 def test_the_prototypes_rate_limit_variables_reach_the_guards() -> None:
@@ -206,11 +207,12 @@ def test_the_prototypes_rate_limit_variables_reach_the_guards() -> None:
     assert config.rate_limit_tpm is None
 
 
-def test_guard_config_uses_the_default_keys_file_when_it_exists(infer_home: Path) -> None:
-    assert guard_config(ProxySection(), {}).api_keys_file is None
-    add_key(default_keys_file(), "me")
-    assert default_keys_file().parent == infer_home
-    assert guard_config(ProxySection(), {}).api_keys_file == default_keys_file()
+def test_guard_config_watches_the_default_keys_file_before_it_exists(infer_home: Path) -> None:
+    config = guard_config(ProxySection(), {})
+    assert config.api_keys_file == default_keys_file() and config.api_keys_file_optional
+    assert default_keys_file().parent == infer_home and not default_keys_file().exists()
+    configured = guard_config(ProxySection(api_keys_file=str(infer_home / "mine")), {})
+    assert not configured.api_keys_file_optional  # a configured file must exist
 
 
 def test_guard_config_rejects_bad_values() -> None:

@@ -346,7 +346,8 @@ async def test_openrouter_reasoning_becomes_vllms_fields(
             "/api/v1/chat/completions", json={**CHAT, "reasoning": reasoning}
         )
     assert response.status_code == 200
-    assert json.loads(fake.requests[-1]["body"]) == {**CHAT, **engine}
+    # max_tokens: the listing's max_output_length, the default when a request gives none
+    assert json.loads(fake.requests[-1]["body"]) == {**CHAT, **engine, "max_tokens": 2048}
 
 
 async def test_a_thinking_budget_reaches_an_engine_with_a_reasoning_parser(
@@ -357,7 +358,8 @@ async def test_a_thinking_budget_reaches_an_engine_with_a_reasoning_parser(
     async with running_proxy(fake, provider=thinker) as proxy, proxy.http() as http:
         response = await http.post("/api/v1/chat/completions", json=body)
     assert response.status_code == 200
-    assert json.loads(fake.requests[-1]["body"]) == {**CHAT, "thinking_token_budget": 512}
+    sent = json.loads(fake.requests[-1]["body"])
+    assert sent == {**CHAT, "thinking_token_budget": 512, "max_tokens": 2048}
 
 
 async def test_vllms_own_reasoning_fields_win_over_openrouters(
@@ -367,7 +369,8 @@ async def test_vllms_own_reasoning_fields_win_over_openrouters(
     async with proxy.http() as http:
         response = await http.post("/v1/chat/completions", json=body)
     assert response.status_code == 200
-    assert json.loads(fake.requests[-1]["body"]) == {**CHAT, "reasoning_effort": "low"}
+    sent = json.loads(fake.requests[-1]["body"])
+    assert sent == {**CHAT, "reasoning_effort": "low", "max_tokens": 2048}
 
 
 @pytest.mark.parametrize(

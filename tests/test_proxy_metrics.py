@@ -221,7 +221,8 @@ async def test_upstream_failures_are_counted(fake: FakeUpstream) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     async with serve(fake, GuardConfig(engine_metrics=False), upstream_url=down) as served:
         async with client(served.url) as http:
-            assert (await http.get("/v1/echo")).status_code == 502  # relayed: no generation
+            relayed = await http.post("/tokenize", json={"prompt": "hi"})
+            assert relayed.status_code == 502  # relayed: no generation
             assert (await http.post("/v1/chat/completions", json=CHAT)).status_code == 502
         samples = await scrape(served.url)
     # Each failure counted once, whether a generation record or the middleware saw it.

@@ -126,7 +126,6 @@ def test_request_headers_drop_hop_by_hop_host_and_the_clients_key() -> None:
     ]
     assert request_headers(raw, "internal") == [
         ("content-type", "application/json"),
-        ("x-title", "app"),
         ("accept-encoding", "identity"),
         ("authorization", "Bearer internal"),
     ]

@@ -51,16 +51,29 @@ def list_keys(file: FileOption = None, json_output: JsonOption = False) -> None:
     from infer_cli.proxy.auth import read_keys_file
 
     path = _file(file)
-    keys = read_keys_file(path) if path.exists() else []
+    exists = path.exists()
+    keys = read_keys_file(path) if exists else []
     rows = [{"name": key.id, "sha256": key.digest.hex()[:12]} for key in keys]
     if json_output:
-        typer.echo(json.dumps({"file": str(path), "keys": rows}, indent=2))
+        # What a proxy reading this file does, by the file alone (keys in the profile or in
+        # INFER_API_KEYS are required too).
+        auth = "keys" if rows else ("closed" if exists else "open")
+        typer.echo(json.dumps({"file": str(path), "auth": auth, "keys": rows}, indent=2))
         return
     from infer_cli.ui import console
     from infer_cli.ui.tables import print_table
 
+    if not exists:
+        console.info(
+            f"no keys file {path}: the proxy serves every client, unless proxy.api_keys or "
+            "INFER_API_KEYS set keys (add one: infer keys add NAME; enforced within a second)"
+        )
+        return
     if not rows:
-        console.info(f"no keys in {path}: the proxy serves every client (add one: infer keys add)")
+        console.info(
+            f"no keys in {path}: the proxy answers 401 to every request until a key is added "
+            "(infer keys add NAME); to serve every client, delete the file and restart it"
+        )
         return
     print_table(["NAME", "SHA256"], [[row["name"], row["sha256"] + "…"] for row in rows])
 

@@ -83,6 +83,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        redirect_slashes=False,  # a redirect would be a second route to the same handler; 404
     )
     app.state.proxy = context
     install_error_handlers(app)
@@ -93,5 +94,5 @@ def create_app(
     app.include_router(models_router(context))
     app.include_router(completions_router(context))
     app.include_router(stats_router(context))
-    app.include_router(forward_router(context))  # last: the catch-all for /v1 and /api/v1
+    app.include_router(forward_router(context))  # /tokenize, /detokenize; nothing else is served
     return app

@@ -159,8 +159,10 @@ class KeyRing:
     """Every key the proxy accepts: fixed ones plus those of a keys file, re-read when it changes.
 
     The file is checked at most every ``check_every`` seconds (one ``stat``); a change takes effect
-    without a restart. A file that becomes unreadable or malformed keeps the keys last read (and
-    says so in the log), so editing it never opens the proxy by accident.
+    without a restart. With ``optional`` the file may not exist yet: it is watched all the same,
+    and the proxy requires keys from the moment it appears. A file that becomes unreadable,
+    malformed or deleted keeps the keys last read (and says so in the log), so editing it never
+    opens the proxy by accident; a proxy opens only when restarted without keys.
     """
 
     def __init__(
@@ -168,6 +170,7 @@ class KeyRing:
         keys: Iterable[ApiKey] = (),
         file: Path | None = None,
         *,
+        optional: bool = False,
         check_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -177,16 +180,23 @@ class KeyRing:
         self._clock = clock
         self._file_keys: tuple[ApiKey, ...] = ()
         self._file_stamp: tuple[int, int, int] | None = None
+        self._file_seen = False
+        """The file existed at some point: from then on, requests need a key."""
         self._checked_at = clock()
-        if file is not None:
+        if file is not None and not (optional and not file.exists()):
             self._file_keys = tuple(read_keys_file(file))
             self._file_stamp = _stamp(file)
+            self._file_seen = True
         self._all = _unique(self._static + self._file_keys)
 
     @property
     def enabled(self) -> bool:
-        """True when requests must present a key (a keys file, even an empty one, counts)."""
-        return bool(self._static) or self.file is not None
+        """True when requests must present a key: fixed keys, or a keys file (even an empty
+        one) that exists or existed."""
+        if self._static:
+            return True
+        self._maybe_reload()
+        return self._file_seen
 
     def keys(self) -> tuple[ApiKey, ...]:
         self._maybe_reload()
@@ -205,7 +215,7 @@ class KeyRing:
         parts = []
         if self._static:
             parts.append(f"{len(self._static)} from the profile and environment")
-        if self.file is not None:
+        if self.file is not None and self._file_seen:
             parts.append(f"{len(self._file_keys)} from {self.file}")
         return ", ".join(parts)
 
@@ -221,14 +231,29 @@ class KeyRing:
             if stamp == self._file_stamp:
                 return
             keys = tuple(read_keys_file(self.file))
+        except FileNotFoundError:
+            if self._file_seen and self._file_stamp is not None:
+                log.warning(
+                    "API keys file %s is gone; keeping the keys read before (restart to drop them)",
+                    self.file,
+                )
+                self._file_stamp = None
+            return
         except (OSError, InferError) as exc:
             message = exc.message if isinstance(exc, InferError) else str(exc)
             log.warning("API keys file not reloaded, keeping the keys read before: %s", message)
             self._file_stamp = None
             return
-        self._file_keys, self._file_stamp = keys, stamp
+        if not self._file_seen:
+            log.warning(
+                "API keys file %s appeared: keys are required from now on (%d keys)",
+                self.file,
+                len(keys),
+            )
+        else:
+            log.info("API keys file %s reloaded: %d keys", self.file, len(keys))
+        self._file_keys, self._file_stamp, self._file_seen = keys, stamp, True
         self._all = _unique(self._static + keys)
-        log.info("API keys file %s reloaded: %d keys", self.file, len(keys))
 
 
 def _unique(keys: Iterable[ApiKey]) -> tuple[ApiKey, ...]:

@@ -1,7 +1,9 @@
 """``POST /v1/chat/completions``, ``/v1/completions`` and their ``/api/v1`` twins.
 
 The handler checks what it can before the engine is involved (body size, JSON, fields and ranges,
-the model, readiness), prepares the engine's copy of the request and returns a
+the model, readiness), prepares the engine's copy of the request (``max_tokens`` defaulted to the
+profile's maximum output), reserves its estimated tokens against the key's tokens per minute (429
+when the budget is spent), and returns a
 :class:`~infer_cli.proxy.relay.RelayResponse` with an :class:`~infer_cli.proxy.exchange.Exchange`
 that rewrites the answer into OpenRouter's and records the generation.
 """
@@ -17,11 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from infer_cli.proxy.accounting import completion_allowance, engine_count, tokenize_body
 from infer_cli.proxy.context import ProxyContext
 from infer_cli.proxy.errors import ProxyError
 from infer_cli.proxy.exchange import Exchange
 from infer_cli.proxy.forward import PREFIXES, not_ready, read_body
-from infer_cli.proxy.payload import CHAT, TEXT, Endpoint, prepare
+from infer_cli.proxy.limits import reserve_tokens
+from infer_cli.proxy.models import context_length_of
+from infer_cli.proxy.payload import CHAT, TEXT, Endpoint, Prepared, default_max_tokens, prepare
 from infer_cli.proxy.relay import RelayResponse
 from infer_cli.proxy.schemas import (
     ChatCompletion,
@@ -119,10 +124,23 @@ def _handler(context: ProxyContext, endpoint: Endpoint) -> Handler:
         created, started = time.time(), time.monotonic()
         raw = await read_body(request, context.config.max_body_bytes)
         info = context.info
-        prepared = prepare(endpoint, raw, info)
+        limit = info.max_output_length
+        context_length = await context_length_of(context) if limit else None
+        prepared = prepare(endpoint, raw, info, context_length)
         state = context.state
         if not state.ready or state.url is None:
             raise not_ready(state)
+        if prepared.count_prompt and limit and context_length:
+            counted = await _count(context, prepared, endpoint)
+            prepared = default_max_tokens(prepared, limit, context_length, counted)
+        key_id = _key_id(request)
+        reservation = reserve_tokens(
+            context.limiter, key_id, _reserved(prepared, context_length), context.on_reject
+        )
+
+        async def count_prompt() -> int | None:
+            return await _count(context, prepared, endpoint)
+
         exchange = Exchange(
             model=info.model,
             route=request.url.path,
@@ -130,9 +148,12 @@ def _handler(context: ProxyContext, endpoint: Endpoint) -> Handler:
             text=endpoint.text,
             prices=info.prices,
             observers=context.observers,
-            key_id=_key_id(request),
+            key_id=key_id,
             created=created,
             started=started,
+            reservation=reservation,
+            count_prompt=count_prompt,
+            prompt_estimate=prepared.size.estimate,
         )
         upstream = UpstreamRequest(
             method="POST",
@@ -151,6 +172,24 @@ def _handler(context: ProxyContext, endpoint: Endpoint) -> Handler:
         )
 
     return complete
+
+
+async def _count(context: ProxyContext, prepared: Prepared, endpoint: Endpoint) -> int | None:
+    """The engine's count of the prompt's tokens (None: it could not say)."""
+    body = tokenize_body(prepared.payload or {}, text=endpoint.text)
+    if body is None:
+        return prepared.size.upper if prepared.size.upper == prepared.size.estimate else None
+    return await engine_count(context.upstream_client(), context.state, body)
+
+
+def _reserved(prepared: Prepared, context_length: int | None) -> int:
+    """Tokens to reserve: the prompt's estimate and the most the completion may take (what the
+    context leaves when the request does not say)."""
+    prompt = prepared.size.estimate
+    allowance = completion_allowance(prepared.payload or {})
+    if allowance is None:
+        allowance = max(0, context_length - prompt) if context_length else 0
+    return prompt + allowance
 
 
 def _key_id(request: Request) -> str | None:

@@ -14,6 +14,8 @@ from infer_cli.proxy.state import UpstreamState
 if TYPE_CHECKING:
     import httpx
 
+    from infer_cli.proxy.limits import RateLimiter
+
 GenerationObserver = Callable[[GenerationRecord], None]
 
 
@@ -52,6 +54,10 @@ class ProxyContext:
     generations: GenerationStore = field(default_factory=GenerationStore)
     engine_context_length: int | None = None
     """The engine's ``max_model_len``, once read (when the profile does not say)."""
+    limiter: RateLimiter | None = None
+    """The rate limiter (set by the guards): requests reserve their tokens at admission."""
+    on_reject: Callable[[str], None] | None = None
+    """Told the reason of every 429 a route answers itself (the rejection metric)."""
 
     @property
     def info(self) -> ProviderInfo:

@@ -3,8 +3,14 @@ the account of it (id, tokens, cost, timings, how it ended).
 
 The relay drives it: :meth:`Exchange.rewrite_body` for a plain answer, :meth:`Exchange.stream` for
 an event stream, :meth:`Exchange.upstream_error` / :meth:`Exchange.failed` for errors, and
-:meth:`Exchange.finish` once the response is over, which hands one :class:`GenerationRecord` to
+:meth:`Exchange.close` once the response is over, which hands one :class:`GenerationRecord` to
 every observer.
+
+Tokens: the engine's usage when it sent one. When it did not (the client went away before the
+usage chunk, the engine failed mid-way), the prompt is counted by the engine's ``/tokenize``
+(``count_prompt``; the admission estimate if that fails) and the completion is one token per
+streamed chunk with output. The cost is always priced from the same counts that the record (and so
+``infer_proxy_*_tokens_total`` and the tokens-per-minute budget) carries.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infer_cli.proxy import errors, sse
 from infer_cli.proxy.errors import ProxyError
@@ -26,6 +32,9 @@ from infer_cli.proxy.generations import GenerationRecord
 from infer_cli.proxy.pricing import Prices
 from infer_cli.proxy.rewrite import Tokens, complete_usage, normalize_choices, usage_from
 from infer_cli.proxy.upstream import UpstreamStreamError
+
+if TYPE_CHECKING:
+    from infer_cli.proxy.limits import Reservation
 
 log = logging.getLogger("infer.proxy")
 
@@ -47,6 +56,9 @@ class Exchange:
         key_id: str | None = None,
         created: float | None = None,
         started: float | None = None,
+        reservation: Reservation | None = None,
+        count_prompt: Callable[[], Awaitable[int | None]] | None = None,
+        prompt_estimate: int = 0,
     ) -> None:
         self.model = model
         self.route = route
@@ -71,6 +83,11 @@ class Exchange:
         self._upstream_created: int | None = None
         self._usage: dict[str, Any] | None = None
         self._recorded = False
+        self.reservation = reservation
+        """Tokens counted against the key's budget at admission; settled by :meth:`finish`."""
+        self._count_prompt = count_prompt
+        self._prompt_estimate = prompt_estimate
+        self._engine_usage = False
 
     @property
     def completion_id(self) -> str:
@@ -100,6 +117,7 @@ class Exchange:
     def _account(self, body: dict[str, Any]) -> None:
         usage = body.get("usage")
         if isinstance(usage, dict):
+            self._engine_usage = True
             self.tokens, cost = complete_usage(usage, self.prices)
         else:
             usage, cost = usage_from(self._estimate(), self.prices)
@@ -256,6 +274,28 @@ class Exchange:
 
     # --- the end --------------------------------------------------------------------------------
 
+    async def close(self, *, cancelled: bool, status: int | None = None) -> None:
+        """Count the prompt when the engine's usage never came although it worked on the request,
+        then :meth:`finish`: with the engine's ``/tokenize`` when the client went away, with the
+        admission estimate when the engine failed mid-stream (it is not asked again)."""
+        try:
+            if self._worked_without_usage(cancelled):
+                counted = None
+                if cancelled and self._count_prompt is not None:
+                    counted = await self._count_prompt()
+                prompt = counted if counted is not None else self._prompt_estimate
+                self.tokens = Tokens(prompt=prompt, completion=self._chunks)
+        except Exception:
+            log.exception("counting the prompt of an unfinished generation failed")
+        finally:
+            self.finish(cancelled=cancelled, status=status)
+
+    def _worked_without_usage(self, cancelled: bool) -> bool:
+        if self._engine_usage or self._recorded:
+            return False
+        # An error answered with its own status came before (or instead of) any engine work.
+        return cancelled or (self.error is not None and self.status < 400)
+
     def finish(self, *, cancelled: bool, status: int | None = None) -> GenerationRecord | None:
         """Hand the one record of this generation to every observer (once; later calls do
         nothing).
@@ -266,8 +306,14 @@ class Exchange:
         if status is not None and self.status == 200:
             self.status = status
         tokens = self.tokens or self._estimate()
-        if not self.cost and tokens.completion and self.error is None:
-            self.cost = self.prices.cost(tokens.prompt, tokens.completion, tokens.cached).total
+        if not self._engine_usage:
+            # Priced from the very counts the record carries (the engine's usage is priced as it
+            # arrives, in _account).
+            counted = tokens.prompt or tokens.completion
+            cost = self.prices.cost(tokens.prompt, tokens.completion, tokens.cached)
+            self.cost = cost.total if counted else Decimal(0)
+        if self.reservation is not None:
+            self.reservation.settle(tokens.prompt + tokens.completion)
         record = GenerationRecord(
             id=self.completion_id,
             model=self.model,
@@ -287,6 +333,7 @@ class Exchange:
             latency=time.monotonic() - self.started,
             error=self.error,
             itl=tuple(self.itl),
+            charged=self.reservation is not None,
         )
         for observer in self.observers:
             try:

@@ -1,13 +1,17 @@
-"""``/v1/{path}`` and ``/api/v1/{path}``: what the proxy does not serve itself goes to the engine.
+"""``/tokenize`` and ``/detokenize``: the engine routes the proxy relays without rewriting.
+
+The proxy serves an explicit list of routes (the README's table); anything else under ``/v1`` or
+``/api/v1`` is a 404 in the proxy's error shape, and a known path with the wrong method a 405 with
+``Allow``: no request reaches the engine without the proxy's validation, caps and accounting.
 
 vLLM answers ``/tokenize`` and ``/detokenize`` at its root, not under ``/v1``: the proxy serves
 them at its root too and maps ``/v1/tokenize`` (and ``/api/v1/...``) there, so that clients that
-fit prompt lengths (``infer bench``, ``vllm bench serve``) get the engine's own tokenizer.
+fit prompt lengths (``infer bench``, ``vllm bench serve``) get the engine's own tokenizer. They get
+the completions' checks: body size, a JSON object, the model, the messages' roles and parts, and
+their tokens (the estimate of the text, the ids given) count against the key's tokens per minute.
 
-The handler checks what can be checked before the engine is involved (readiness, path, body size,
-JSON), then returns a :class:`~infer_cli.proxy.relay.RelayResponse` that performs the exchange while
-it is sent. Routes that the proxy answers itself (model listing, generation stats, ...) are
-registered before this router, so they win; this router goes last.
+The handler checks what can be checked before the engine is involved, then returns a
+:class:`~infer_cli.proxy.relay.RelayResponse` that performs the exchange while it is sent.
 """
 
 from __future__ import annotations
@@ -15,101 +19,120 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from infer_cli.proxy import errors
+from infer_cli.proxy.accounting import prompt_size
 from infer_cli.proxy.context import ProxyContext
 from infer_cli.proxy.errors import ProxyError
+from infer_cli.proxy.limits import reserve_tokens
 from infer_cli.proxy.relay import RelayResponse
 from infer_cli.proxy.state import UpstreamState
 from infer_cli.proxy.upstream import UpstreamRequest, request_headers
 
 PREFIXES = ("/v1", "/api/v1")
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-STREAMING_PATHS = frozenset({"chat/completions", "completions"})
-"""Endpoints whose ``"stream": true`` answers are event streams that get keep-alive comments."""
-
-ROOT_PATHS = frozenset({"tokenize", "detokenize"})
+ROOT_PATHS = ("tokenize", "detokenize")
 """Engine endpoints that live at the engine's root; the proxy serves them at its root and under
 its prefixes."""
-
-_PATH_SAFE = "/:@!$&'()*+,;=~"
 
 
 def forward_router(context: ProxyContext) -> APIRouter:
     router = APIRouter()
+    for name in ROOT_PATHS:
+        handler = engine_route(context, name)
+        for prefix in ("", *PREFIXES):
+            router.add_api_route(
+                f"{prefix}/{name}",
+                handler,
+                methods=["POST"],
+                include_in_schema=False,
+                response_model=None,
+            )
+    return router
 
-    async def forward(request: Request, path: str) -> Response:
-        upstream = await build_upstream_request(context, request, path)
+
+def engine_route(context: ProxyContext, name: str) -> Callable[[Request], Awaitable[Response]]:
+    """The handler of ``POST /{name}`` (``tokenize`` or ``detokenize``)."""
+
+    async def relay(request: Request) -> Response:
+        state = context.state
+        if not state.ready or state.url is None:
+            raise not_ready(state)
+        body = await read_body(request, context.config.max_body_bytes)
+        payload = parse_json(body, strict=True)
+        if not isinstance(payload, dict):
+            raise ProxyError(400, f"the /{name} body must be a JSON object")
+        tokens = _check_tokenize(payload) if name == "tokenize" else _check_detokenize(payload)
+        requested = payload.get("model")
+        info = context.info
+        if requested is not None and not info.accepts(requested):
+            raise ProxyError(
+                404,
+                f"model '{requested}' is not served here; this endpoint serves '{info.model}'",
+                metadata={"model": requested, "available": [info.model]},
+            )
+        payload["model"] = info.model
+        key_id = _key_id(request)
+        reservation = reserve_tokens(context.limiter, key_id, tokens, context.on_reject)
+        if reservation is not None:
+            reservation.settle(tokens)  # the estimate is the charge: no generation follows
+        upstream = UpstreamRequest(
+            method="POST",
+            url=f"{state.url.rstrip('/')}/{name}",
+            headers=request_headers(
+                [(b"content-type", b"application/json"), (b"accept", b"application/json")],
+                state.api_key,
+            ),
+            content=json.dumps(payload, separators=(",", ":")).encode(),
+            stream=False,
+            model=info.model,
+        )
         return RelayResponse(
             context.upstream_client(),
             upstream,
             keepalive_interval=context.config.keepalive_interval,
         )
 
-    def at_root(name: str) -> Callable[[Request], Awaitable[Response]]:
-        async def forward_root(request: Request) -> Response:
-            return await forward(request, name)
-
-        return forward_root
-
-    for name in sorted(ROOT_PATHS):
-        router.add_api_route(
-            "/" + name,
-            at_root(name),
-            methods=["POST"],
-            include_in_schema=False,
-            response_model=None,
-        )
-    for prefix in PREFIXES:
-        router.add_api_route(
-            prefix + "/{path:path}",
-            forward,
-            methods=METHODS,
-            include_in_schema=False,
-            response_model=None,
-        )
-    return router
+    return relay
 
 
-async def build_upstream_request(
-    context: ProxyContext, request: Request, path: str
-) -> UpstreamRequest:
-    """What to send to the engine for this request, or a :class:`ProxyError` to answer instead."""
-    state = context.state
-    if not state.ready or state.url is None:
-        raise not_ready(state)
-    if any(segment in (".", "..") for segment in path.split("/")):
-        raise ProxyError(400, "the path must not contain '.' or '..' segments")
-    body = await read_body(request, context.config.max_body_bytes)
-    declared_json = "json" in request.headers.get("content-type", "").lower()
-    payload = (
-        parse_json(body, strict=declared_json) if declared_json or path in STREAMING_PATHS else None
-    )
-    stream = (
-        request.method == "POST"
-        and path in STREAMING_PATHS
-        and isinstance(payload, dict)
-        and payload.get("stream") is True
-    )
-    model = payload.get("model") if isinstance(payload, dict) else None
-    base = "/" if path in ROOT_PATHS else "/v1/"
-    url = state.url.rstrip("/") + base + quote(path, safe=_PATH_SAFE)
-    query = request.scope.get("query_string", b"")
-    if query:
-        url += "?" + query.decode("latin-1")
-    return UpstreamRequest(
-        method=request.method,
-        url=url,
-        headers=request_headers(request.headers.raw, state.api_key),
-        content=body,
-        stream=stream,
-        model=model if isinstance(model, str) and model else state.model,
-    )
+def _check_tokenize(payload: dict[str, Any]) -> int:
+    """A ``/tokenize`` request's estimated tokens, or 400: ``prompt`` (a string) or ``messages``."""
+    from infer_cli.proxy.schemas import check_messages
+
+    messages = payload.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list) or not messages:
+            raise ProxyError(400, "messages must be a non-empty list of message objects")
+        if not all(isinstance(message, dict) for message in messages):
+            raise ProxyError(400, "messages must be a non-empty list of message objects")
+        try:
+            check_messages(messages)
+        except ValueError as exc:
+            raise ProxyError(400, f"invalid request: messages: {exc}") from None
+        return prompt_size(payload, text=False).estimate
+    if not isinstance(payload.get("prompt"), str):
+        raise ProxyError(400, "send 'prompt' (a string) or 'messages' (a list of messages)")
+    return prompt_size(payload, text=True).estimate
+
+
+def _check_detokenize(payload: dict[str, Any]) -> int:
+    """A ``/detokenize`` request's token count, or 400: ``tokens``, a list of token ids."""
+    tokens = payload.get("tokens")
+    if not isinstance(tokens, list) or not all(
+        isinstance(token, int) and not isinstance(token, bool) and token >= 0 for token in tokens
+    ):
+        raise ProxyError(400, "send 'tokens': a list of token ids (integers from 0)")
+    return len(tokens)
+
+
+def _key_id(request: Request) -> str | None:
+    state = request.scope.get("state")
+    key_id = state.get("key_id") if isinstance(state, dict) else None
+    return key_id if isinstance(key_id, str) else None
 
 
 def not_ready(state: UpstreamState) -> ProxyError:

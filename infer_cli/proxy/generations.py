@@ -43,6 +43,9 @@ class GenerationRecord:
     itl: tuple[float, ...] = ()
     """Seconds between consecutive content chunks of a stream (inter-token latency); empty
     when not streamed. Observers get it; the store drops it."""
+    charged: bool = False
+    """The tokens were counted against the key's tokens per minute already (reserved at
+    admission, settled at the end): the rate limiter's observer skips the record."""
 
 
 class GenerationStore:

@@ -41,6 +41,9 @@ class GuardConfig:
     """Keys in plaintext (profile, environment). Never shown in a repr."""
     api_keys_file: Path | None = None
     """A file of ``name:sha256hex`` lines; its presence turns auth on, even while it is empty."""
+    api_keys_file_optional: bool = False
+    """The file may not exist yet (the default one): it is watched, and keys are required from
+    the moment it appears. Otherwise a missing file stops the start."""
     protect_health: bool = False
     protect_metrics: bool = False
     rate_limit_rpm: int | None = None
@@ -87,7 +90,8 @@ def guard_config(section: ProxySection, environ: Mapping[str, str] | None = None
 
     ``INFER_API_KEYS`` adds keys (the prototype's ``RATE_LIMIT_*`` variables reach the profile
     through the loader, like every other setting). A limit of 0 means none. With no keys file
-    configured, ``$INFER_HOME/api_keys`` is used when it exists (``infer keys add`` writes there).
+    configured, ``$INFER_HOME/api_keys`` is watched, whether or not it exists yet (``infer keys
+    add`` writes there).
     """
     from infer_cli.proxy.auth import default_keys_file
 
@@ -96,14 +100,15 @@ def guard_config(section: ProxySection, environ: Mapping[str, str] | None = None
         *(key.get_secret_value().strip() for key in section.api_keys),
         *_split(env.get(ENV_API_KEYS, "")),
     ]
+    configured = bool(section.api_keys_file)
     if section.api_keys_file:
-        keys_file: Path | None = Path(section.api_keys_file).expanduser()
+        keys_file = Path(section.api_keys_file).expanduser()
     else:
-        default = default_keys_file()
-        keys_file = default if default.is_file() else None
+        keys_file = default_keys_file()
     return GuardConfig(
         api_keys=tuple(dict.fromkeys(key for key in keys if key)),
         api_keys_file=keys_file,
+        api_keys_file_optional=not configured,
         protect_health=section.protect_health,
         protect_metrics=section.protect_metrics,
         rate_limit_rpm=section.rate_limit_rpm or None,
@@ -137,12 +142,17 @@ def install_guards(app: FastAPI, context: ProxyContext, guards: GuardConfig) -> 
     from infer_cli.proxy.limits import LimitsMiddleware, RateLimiter
     from infer_cli.proxy.metrics import MetricsMiddleware, ProxyMetrics, metrics_router
 
-    keys = KeyRing([plain_key(key) for key in guards.api_keys], guards.api_keys_file)
+    keys = KeyRing(
+        [plain_key(key) for key in guards.api_keys],
+        guards.api_keys_file,
+        optional=guards.api_keys_file_optional,
+    )
     limiter = RateLimiter(guards.limits())
     metrics = ProxyMetrics(context)
     context.observers.append(metrics.observe)
     if guards.rate_limit_tpm is not None:
         context.observers.append(limiter.observe)
+        context.limiter, context.on_reject = limiter, metrics.reject
     app.include_router(
         metrics_router(
             metrics,
@@ -169,7 +179,8 @@ _OPEN_BY_DEFAULT = (("/health", "protect_health"), ("/metrics", "protect_metrics
 
 def _log_startup(config: GuardConfig, keys: KeyRing, cors: bool) -> None:
     if not keys.enabled:
-        log.warning("no API keys configured: the proxy serves every client")
+        watched = f" until keys are added to {keys.file}" if keys.file is not None else ""
+        log.warning("no API keys configured: the proxy serves every client%s", watched)
     elif not keys.keys():
         log.warning(
             "API keys file %s holds no keys yet: every request gets 401 until one is added",

@@ -72,6 +72,23 @@ class SlidingWindow:
             self._slots.append((start, amount))
         self._total += amount
 
+    def slot_of(self, now: float) -> float:
+        """The start of the slot that an amount added at ``now`` goes to."""
+        return math.floor(now / self.slot) * self.slot
+
+    def adjust(self, now: float, start: float, delta: int) -> bool:
+        """Change the amount of the slot starting at ``start`` by ``delta`` (never below 0);
+        False when that slot has left the window.
+        """
+        self._expire(now)
+        for index, (found, amount) in enumerate(self._slots):
+            if found == start:
+                changed = max(0, amount + delta)
+                self._slots[index] = (found, changed)
+                self._total += changed - amount
+                return True
+        return False
+
     def wait_until_at_most(self, now: float, allowed: int) -> float:
         """Seconds until the total is at most ``allowed`` (0 when it already is)."""
         self._expire(now)
@@ -190,6 +207,37 @@ class RateLimiter:
         self.active += 1
         return None
 
+    def reserve(self, key_id: str | None, tokens: int) -> Rejection | Reservation:
+        """Count an estimate of a request's tokens against the key's tokens per minute at once,
+        or say why not (the key's count, in-flight estimates included, is at the limit). Never
+        awaits. The :class:`Reservation` is settled with the real count when the request ends.
+        """
+        tpm = self.limits.tokens_per_minute
+        if tpm is None:
+            return Reservation(self, key_id, 0.0, 0, settled=True)
+        key = self._state(key_id)
+        now = self._clock()
+        if key.tokens.total(now) >= tpm:
+            wait = key.tokens.wait_until_at_most(now, tpm - 1)
+            return Rejection(
+                TOKENS_PER_MINUTE,
+                f"rate limit exceeded: {tpm} tokens per minute per key",
+                _seconds(wait),
+                tpm,
+            )
+        amount = max(0, tokens)
+        key.tokens.add(now, amount)
+        return Reservation(self, key_id, key.tokens.slot_of(now), amount)
+
+    def _settle(self, reservation: Reservation, tokens: int) -> None:
+        if self.limits.tokens_per_minute is None:
+            return
+        window = self._state(reservation.key_id).tokens
+        now = self._clock()
+        delta = max(0, tokens) - reservation.amount
+        if not window.adjust(now, reservation.slot, delta) and delta > 0:
+            window.add(now, delta)  # the estimate has left the window: count what exceeded it
+
     def release(self, key_id: str | None) -> None:
         """Give back the concurrency slots of one admitted request of ``key_id``."""
         key = self._state(key_id)
@@ -202,8 +250,10 @@ class RateLimiter:
             self._state(key_id).tokens.add(self._clock(), tokens)
 
     def observe(self, record: GenerationRecord) -> None:
-        """Generation observer: prompt and completion tokens count against the key's budget."""
-        self.charge(record.key_id, record.prompt_tokens + record.completion_tokens)
+        """Generation observer: prompt and completion tokens count against the key's budget
+        (unless the request reserved them at admission and settled already)."""
+        if not record.charged:
+            self.charge(record.key_id, record.prompt_tokens + record.completion_tokens)
 
     def active_for(self, key_id: str | None) -> int:
         state = self._keys.get(key_id or ANONYMOUS)
@@ -216,6 +266,49 @@ class RateLimiter:
         if state is None:
             state = self._keys[name] = _KeyState()
         return state
+
+
+@dataclass
+class Reservation:
+    """Tokens of one request counted against its key's budget at admission (see
+    :meth:`RateLimiter.reserve`); :meth:`settle` replaces the estimate with the real count, in the
+    same one-second slot, once."""
+
+    limiter: RateLimiter
+    key_id: str | None
+    slot: float
+    amount: int
+    settled: bool = False
+
+    def settle(self, tokens: int) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self.limiter._settle(self, tokens)
+
+
+def reserve_tokens(
+    limiter: RateLimiter | None,
+    key_id: str | None,
+    tokens: int,
+    on_reject: Callable[[str], None] | None = None,
+) -> Reservation | None:
+    """Reserve ``tokens`` for a request of ``key_id``, or raise the 429 to answer with (None when
+    no tokens-per-minute limit applies)."""
+    if limiter is None or limiter.limits.tokens_per_minute is None:
+        return None
+    outcome = limiter.reserve(key_id, tokens)
+    if isinstance(outcome, Reservation):
+        return outcome
+    if on_reject is not None:
+        on_reject(outcome.reason)
+    raise errors.ProxyError(
+        429,
+        outcome.message,
+        error_type=outcome.error_type,
+        metadata={"reason": outcome.reason, "limit": outcome.limit},
+        headers={"Retry-After": str(outcome.retry_after)},
+    )
 
 
 def _seconds(wait: float) -> int:

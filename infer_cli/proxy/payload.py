@@ -1,15 +1,21 @@
 """A completion request on its way to the engine: validated, its model resolved, OpenRouter's own
-fields removed (its ``reasoning`` object translated first), usage asked for.
+fields removed (its ``reasoning`` object translated first), usage asked for, its size estimated.
+
+``openrouter.max_output_length`` is both the cap and the default of ``max_tokens``: a larger
+``max_tokens`` is a 400 (``max_tokens_exceeded``, as OpenRouter types it); a request without one
+gets the maximum, or what room the context leaves when the prompt may be long (see
+:func:`default_max_tokens`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from infer_cli.proxy.accounting import PromptSize, prompt_size
 from infer_cli.proxy.errors import ProxyError
 from infer_cli.proxy.listing import ProviderInfo
 from infer_cli.proxy.reasoning import engine_fields
@@ -56,9 +62,17 @@ class Prepared:
     model: str
     """The model the client asked for, as it asked (for records and error events)."""
     stream: bool
+    payload: dict[str, Any] | None = None
+    """The engine's copy, parsed."""
+    size: PromptSize = field(default_factory=lambda: PromptSize(0, 0))
+    count_prompt: bool = False
+    """``max_tokens`` is to be defaulted, but the prompt may be too long for the maximum: count
+    it with the engine and call :func:`default_max_tokens` with the count."""
 
 
-def prepare(endpoint: Endpoint, raw: bytes, info: ProviderInfo) -> Prepared:
+def prepare(
+    endpoint: Endpoint, raw: bytes, info: ProviderInfo, context_length: int | None = None
+) -> Prepared:
     """Validate a completion request and build the engine's copy, or raise a :class:`ProxyError`
     (400 invalid, 404 unknown model).
     """
@@ -74,8 +88,44 @@ def prepare(endpoint: Endpoint, raw: bytes, info: ProviderInfo) -> Prepared:
     _check_max_tokens(payload, info)
     stream = payload.get("stream") is True
     changed = _to_engine(payload, info, stream)
+    size = prompt_size(payload, text=endpoint.text)
+    limit = info.max_output_length
+    count_prompt = False
+    if limit and _asked(payload) is None:
+        if context_length is None or size.upper + limit <= context_length:
+            payload["max_tokens"] = limit
+            changed = True
+        else:
+            count_prompt = True
     body = json.dumps(payload, separators=(",", ":")).encode() if changed else raw
-    return Prepared(body=body, model=requested or info.model, stream=stream)
+    return Prepared(
+        body=body,
+        model=requested or info.model,
+        stream=stream,
+        payload=payload,
+        size=size,
+        count_prompt=count_prompt,
+    )
+
+
+def default_max_tokens(
+    prepared: Prepared, limit: int, context_length: int, prompt_tokens: int | None
+) -> Prepared:
+    """``prepared`` with ``max_tokens``: ``limit``, or less when the prompt (``prompt_tokens``, the
+    engine's count) leaves less room in the context; unchanged when there is no count or no room
+    (the engine then applies its own default, or says that the prompt is too long)."""
+    payload = prepared.payload
+    if payload is None or prompt_tokens is None or prompt_tokens >= context_length:
+        return replace(prepared, count_prompt=False)
+    payload["max_tokens"] = min(limit, context_length - prompt_tokens)
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return replace(
+        prepared, body=body, count_prompt=False, size=PromptSize(prompt_tokens, prompt_tokens)
+    )
+
+
+def _asked(payload: dict[str, Any]) -> object:
+    return payload.get("max_completion_tokens") or payload.get("max_tokens")
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
@@ -112,7 +162,7 @@ def _describe(error: Any) -> str:
 
 def _check_max_tokens(payload: dict[str, Any], info: ProviderInfo) -> None:
     limit = info.max_output_length
-    asked = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    asked = _asked(payload)
     if limit and isinstance(asked, int) and asked > limit:
         raise ProxyError(
             400,

@@ -93,7 +93,7 @@ class RelayResponse(Response):
             finally:
                 watcher.cancel()
         if self._exchange is not None:
-            self._exchange.finish(
+            await self._exchange.close(
                 cancelled=self.client_disconnected,
                 status=499 if self.client_disconnected and not self._started else None,
             )

@@ -59,6 +59,55 @@ class _SamplingRequest(BaseModel):
     session_id: str | None = Field(default=None, description="OpenRouter sticky routing; ignored")
 
 
+MESSAGE_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+"""Chat roles OpenAI's API (and so vLLM's chat templates) know."""
+CONTENT_PART_TYPES = (
+    "text",
+    "image_url",
+    "input_audio",
+    "file",
+    "refusal",
+    "audio_url",
+    "video_url",
+    "image_embeds",
+)
+"""Content part types of OpenAI's chat API, and those vLLM adds (audio, video, embeddings)."""
+
+
+def check_messages(messages: list[dict[str, Any]]) -> None:
+    """Every message has a known role and well-typed content; ValueError says which does not."""
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if not isinstance(role, str):
+            raise ValueError(f"message {index} has no 'role' string")
+        if role not in MESSAGE_ROLES:
+            raise ValueError(
+                f"message {index} has the role {role[:40]!r}; "
+                f"one of {', '.join(MESSAGE_ROLES)} is allowed"
+            )
+        _check_content(index, message.get("content"))
+
+
+def _check_content(index: int, content: object) -> None:
+    """A message's content: null, a string, or a list of typed parts (a text part with text)."""
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise ValueError(f"message {index} content must be a string, null or a list of parts")
+    for number, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str) or kind not in CONTENT_PART_TYPES:
+            shown = f"the type {kind[:40]!r}" if isinstance(kind, str) else "no type"
+            raise ValueError(
+                f"message {index} content part {number} has {shown}; "
+                f"one of {', '.join(CONTENT_PART_TYPES)} is allowed"
+            )
+        if kind == "text" and not isinstance(part.get("text"), str):
+            raise ValueError(
+                f"message {index} content part {number} is text without a 'text' string"
+            )
+
+
 class ChatCompletionRequest(_SamplingRequest):
     """``POST /v1/chat/completions``: OpenAI's chat request plus OpenRouter's extra fields."""
 
@@ -70,9 +119,7 @@ class ChatCompletionRequest(_SamplingRequest):
     @field_validator("messages")
     @classmethod
     def _roles(cls, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for index, message in enumerate(messages):
-            if not isinstance(message.get("role"), str):
-                raise ValueError(f"message {index} has no 'role' string")
+        check_messages(messages)
         return messages
 
 

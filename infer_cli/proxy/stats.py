@@ -1,5 +1,8 @@
 """``GET /api/v1/generation?id=...``: the stats of one recent generation, in OpenRouter's field
 names (times in milliseconds, as OpenRouter gives them).
+
+A caller sees only the generations of its own key: another key's id answers the same 404 as an
+unknown one (so ids cannot be probed). Without keys (an open proxy) every generation is visible.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from infer_cli.proxy.context import ProxyContext
@@ -32,10 +36,11 @@ def stats_router(context: ProxyContext) -> APIRouter:
         },
     )
     async def generation(
+        request: Request,
         id: str = Query(description="The completion id the client received"),
     ) -> JSONResponse:
         record = context.generations.get(id)
-        if record is None:
+        if record is None or not visible_to(record, caller_key_id(request)):
             raise ProxyError(
                 404,
                 f"no recent generation with id '{id}'",
@@ -44,6 +49,18 @@ def stats_router(context: ProxyContext) -> APIRouter:
         return JSONResponse({"data": generation_stats(record)})
 
     return router
+
+
+def caller_key_id(request: Request) -> str | None:
+    """The key id the auth middleware set for this request (None: the proxy is open)."""
+    state = request.scope.get("state")
+    key_id = state.get("key_id") if isinstance(state, dict) else None
+    return key_id if isinstance(key_id, str) else None
+
+
+def visible_to(record: GenerationRecord, key_id: str | None) -> bool:
+    """Whether the caller with ``key_id`` may read ``record``: its own, or any on an open proxy."""
+    return key_id is None or record.key_id == key_id
 
 
 def generation_stats(record: GenerationRecord) -> dict[str, Any]:

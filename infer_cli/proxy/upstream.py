@@ -42,7 +42,14 @@ _DROP_FROM_REQUEST = HOP_BY_HOP | {
     "expect",
 }
 # uvicorn writes its own Date; the body may be re-chunked, so the length does not carry over.
-_DROP_FROM_RESPONSE = HOP_BY_HOP | {"content-length", "date", "server"}
+# A redirect's Location (or Content-Location) would name the engine's internal address.
+_DROP_FROM_RESPONSE = HOP_BY_HOP | {
+    "content-length",
+    "date",
+    "server",
+    "location",
+    "content-location",
+}
 
 _ERROR_TEXT_LIMIT = 64 * 1024
 
@@ -148,19 +155,34 @@ def create_client(config: ProxyConfig) -> httpx.AsyncClient:
     )
 
 
+FORWARDED_REQUEST_HEADERS = frozenset({"content-type", "accept", "x-request-id"})
+"""The only client headers the engine gets: what it needs to read the body and answer, and the
+request id it logs. Everything else (``X-Title``, ``HTTP-Referer``, cookies, ...) stays here."""
+
+
 def request_headers(
     raw: Iterable[tuple[bytes, bytes]], api_key: str | None
 ) -> list[tuple[str, str]]:
-    """The client's headers as sent upstream: hop-by-hop, Host and the client's Authorization
-    dropped.
+    """The client's headers as sent upstream: only :data:`FORWARDED_REQUEST_HEADERS` with a
+    printable ASCII value (a UTF-8 ``X-Title`` is no reason to fail), then the proxy's own.
     """
-    pairs = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
-    drop = _DROP_FROM_REQUEST | _connection_tokens(pairs)
-    headers = [(name, value) for name, value in pairs if name not in drop]
+    pairs = [(name.decode("latin-1").lower(), value) for name, value in raw]
+    drop = _DROP_FROM_REQUEST | _connection_tokens(
+        (name, value.decode("latin-1")) for name, value in pairs if name == "connection"
+    )
+    headers = [
+        (name, value.decode("ascii"))
+        for name, value in pairs
+        if name in FORWARDED_REQUEST_HEADERS and name not in drop and _printable(value)
+    ]
     headers.append(("accept-encoding", "identity"))
     if api_key:
         headers.append(("authorization", f"Bearer {api_key}"))
     return headers
+
+
+def _printable(value: bytes) -> bool:
+    return value.isascii() and all(32 <= byte < 127 or byte == 9 for byte in value)
 
 
 def response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from infer_cli.sim.engine import Generation, Job
 from infer_cli.sim.settings import SimSettings
-from infer_cli.sim.tokenizer import TemplateError, encode, render_chat, split, token_id
+from infer_cli.sim.tokenizer import TemplateError, decode, encode, render_chat, split, token_id
 
 Kind = Literal["chat", "completion"]
 
@@ -156,6 +156,18 @@ def parse_tokenize(body: bytes, settings: SimSettings) -> dict[str, Any]:
         "tokens": [token_id(token) for token in tokens],
         "token_strs": tokens if _flag(payload, "return_token_strs") else None,
     }
+
+
+def parse_detokenize(body: bytes, settings: SimSettings) -> dict[str, Any]:
+    """vLLM's ``/detokenize``: ``{"tokens": [ids]}`` -> ``{"prompt": text}``."""
+    payload = parse_json(body)
+    check_model(payload, settings)
+    tokens = payload.get("tokens")
+    if not isinstance(tokens, list) or not all(
+        isinstance(token, int) and not isinstance(token, bool) and token >= 0 for token in tokens
+    ):
+        raise SimError(400, "'tokens' must be a list of token ids", param="tokens")
+    return {"prompt": decode(tokens)}
 
 
 def check_model(payload: Mapping[str, Any], settings: SimSettings) -> str:

@@ -77,6 +77,10 @@ def sim_router(engine: SimEngine) -> APIRouter:
     async def tokenize(request: Request) -> dict[str, Any]:
         return protocol.parse_tokenize(await request.body(), settings)
 
+    @router.post("/detokenize", include_in_schema=False)
+    async def detokenize(request: Request) -> dict[str, Any]:
+        return protocol.parse_detokenize(await request.body(), settings)
+
     return router
 
 

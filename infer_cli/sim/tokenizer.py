@@ -32,6 +32,10 @@ def split(text: str) -> list[str]:
     return _PATTERN.findall(text)
 
 
+_TEXTS: dict[int, str] = dict(enumerate(SPECIAL_TOKENS))
+"""The text of every id made so far (ids are hashes: this is how they are read back)."""
+
+
 @lru_cache(maxsize=1 << 16)
 def token_id(token: str) -> int:
     """The id of one token string: fixed for special tokens, else a stable hash."""
@@ -39,7 +43,16 @@ def token_id(token: str) -> int:
     if special is not None:
         return special
     offset = len(SPECIAL_TOKENS)
-    return offset + zlib.crc32(token.encode("utf-8", "surrogatepass")) % (VOCAB_SIZE - offset)
+    found = offset + zlib.crc32(token.encode("utf-8", "surrogatepass")) % (VOCAB_SIZE - offset)
+    if len(_TEXTS) < VOCAB_SIZE:
+        _TEXTS.setdefault(found, token)
+    return found
+
+
+def decode(ids: Iterable[int]) -> str:
+    """The text of token ids: the text each id was made from (the first, on a hash collision),
+    ``<unk:ID>`` for an id that no text seen by this process hashed to."""
+    return "".join(_TEXTS.get(index, f"<unk:{index}>") for index in ids)
 
 
 def encode(text: str) -> list[int]:
