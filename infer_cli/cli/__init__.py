@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 
 from infer_cli import __version__
-from infer_cli.cli import bench, chat, engine, keys, models, profiles, pull, serve, status
+from infer_cli.cli import (
+    bench,
+    chat,
+    deploy,
+    engine,
+    keys,
+    models,
+    profiles,
+    pull,
+    serve,
+    status,
+)
 from infer_cli.cli._run import InferGroup
 
 app = typer.Typer(
@@ -56,6 +67,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(engine.app, name="engine")
 app.add_typer(keys.app, name="keys")
+app.add_typer(deploy.app, name="deploy")
 
 
 def main() -> None:
