@@ -210,6 +210,7 @@ async def test_middleware_releases_on_an_exception_and_on_cancellation() -> None
         raise RuntimeError("boom")
 
     async def hanging(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()  # a request is admitted once its body is read
         started.set()
         await asyncio.sleep(30)
 
@@ -233,6 +234,7 @@ async def test_middleware_answers_429_with_retry_after_and_counts_the_reason() -
     reasons: list[str] = []
 
     async def ok(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()  # a request is admitted once its body is read
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 

@@ -261,11 +261,37 @@ class ProxySection(_Strict):
         default=True, description="Append the engine's own Prometheus metrics to /metrics"
     )
     engine_metrics_timeout: float = Field(default=2.0, gt=0)
+    # What one client connection and one request body may cost (the README's "Limits on
+    # connections"); defaults an API client never reaches.
+    max_connections: int = Field(
+        default=1024, ge=1, description="Client connections open at once; one more: 503, closed"
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds for a request's head to arrive; slower: 408"
+    )
+    body_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds for a body to arrive after its head; slower: 408"
+    )
+    max_head_bytes: int | str = Field(
+        default="64K", description="Request line and headers (bytes or '64K'); more: 431"
+    )
+    max_header_lines: int = Field(default=100, ge=1, description="Header lines; more: 431")
+    max_url_bytes: int | str = Field(
+        default="8K", description="Request URL, path and query (bytes or '8K'); longer: 414"
+    )
+    max_json_values: int = Field(
+        default=50_000, ge=1, description="JSON values in one request body; more: 413"
+    )
+    max_json_depth: int = Field(
+        default=64, ge=1, description="Nesting of objects and arrays in a body; deeper: 400"
+    )
+    max_messages: int = Field(default=2048, ge=1, description="Messages of one request; more: 400")
 
-    @field_validator("max_body_bytes")
+    @field_validator("max_body_bytes", "max_head_bytes", "max_url_bytes")
     @classmethod
     def _body_size(cls, value: int | str) -> int | str:
-        parse_size(value)
+        if parse_size(value) < 1:
+            raise ValueError("must be at least 1 byte")
         return value
 
 

@@ -126,7 +126,7 @@ def _handler(context: ProxyContext, endpoint: Endpoint) -> Handler:
         info = context.info
         limit = info.max_output_length
         context_length = await context_length_of(context) if limit else None
-        prepared = prepare(endpoint, raw, info, context_length)
+        prepared = prepare(endpoint, raw, info, context_length, bounds=context.config.body_bounds)
         state = context.state
         if not state.ready or state.url is None:
             raise not_ready(state)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from infer_cli.proxy.bounds import BodyBounds
 from infer_cli.proxy.errors import ProxyError
 from infer_cli.proxy.generations import GenerationRecord, GenerationStore
 from infer_cli.proxy.listing import ProviderInfo
@@ -38,6 +39,8 @@ class ProxyConfig:
     """Finished generations kept for ``GET /api/v1/generation`` (least recent dropped first)."""
     profile: str | None = None
     """The name of the profile being served, shown by ``/health``."""
+    body_bounds: BodyBounds = field(default_factory=BodyBounds)
+    """How many JSON values, how deep, how many messages one request body may hold."""
 
 
 @dataclass

@@ -21,11 +21,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from infer_cli.proxy import errors
 from infer_cli.proxy.accounting import prompt_size
+from infer_cli.proxy.bounds import check_messages, check_shape
 from infer_cli.proxy.context import ProxyContext
 from infer_cli.proxy.errors import ProxyError
 from infer_cli.proxy.limits import reserve_tokens
@@ -62,7 +63,9 @@ def engine_route(context: ProxyContext, name: str) -> Callable[[Request], Awaita
         if not state.ready or state.url is None:
             raise not_ready(state)
         body = await read_body(request, context.config.max_body_bytes)
+        check_shape(body, context.config.body_bounds)
         payload = parse_json(body, strict=True)
+        check_messages(payload, context.config.body_bounds)
         if not isinstance(payload, dict):
             raise ProxyError(400, f"the /{name} body must be a JSON object")
         tokens = _check_tokenize(payload) if name == "tokenize" else _check_detokenize(payload)
@@ -161,10 +164,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise too_large(limit)
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise too_large(limit)
+    except ClientDisconnect:
+        # Gone, or cut off by the server's body timeout (which answered 408): nothing to log.
+        raise ProxyError(400, "the client left before its request body was complete") from None
     return bytes(data)
 
 

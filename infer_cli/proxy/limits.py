@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from infer_cli.proxy import errors
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from infer_cli.proxy.generations import GenerationRecord
 
@@ -323,7 +323,11 @@ def limited(scope: Scope) -> bool:
 class LimitsMiddleware:
     """429 with ``Retry-After`` for a request over a limit; slots released however it ends.
 
-    Runs after the auth middleware, which put the key id in ``scope["state"]``.
+    Runs after the auth middleware, which put the key id in ``scope["state"]``. A request is
+    admitted (its slots taken, its request counted) when the app has read its whole body, not when
+    its head arrives: a client trickling bodies holds a connection, never a slot. The 429 is raised
+    from that read, so that the route answers it like any error of the body; an app that answers
+    without reading the body takes no slot.
     """
 
     def __init__(
@@ -344,20 +348,43 @@ class LimitsMiddleware:
             await self.app(scope, receive, send)
             return
         key_id = scope.get("state", {}).get("key_id")
-        rejection = self.limiter.acquire(key_id)
-        if rejection is not None:
-            if self.on_reject is not None:
-                self.on_reject(rejection.reason)
-            response = errors.error_response(
-                429,
-                rejection.message,
-                error_type=rejection.error_type,
-                metadata={"reason": rejection.reason, "limit": rejection.limit},
-                headers={"Retry-After": str(rejection.retry_after)},
-            )
-            await response(scope, receive, send)
-            return
+        admitted = False
+
+        async def receive_then_admit() -> Message:
+            nonlocal admitted
+            message = await receive()
+            if (
+                not admitted
+                and message["type"] == "http.request"
+                and not message.get("more_body", False)
+            ):
+                self._admit(key_id)
+                admitted = True
+            return message
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive_then_admit, send)
+        except OverLimit as refused:
+            # An app that does not answer errors itself (the proxy's routes all do).
+            await refused.response()(scope, receive, send)
         finally:
-            self.limiter.release(key_id)
+            if admitted:
+                self.limiter.release(key_id)
+
+    def _admit(self, key_id: str | None) -> None:
+        rejection = self.limiter.acquire(key_id)
+        if rejection is None:
+            return
+        if self.on_reject is not None:
+            self.on_reject(rejection.reason)
+        raise OverLimit(
+            429,
+            rejection.message,
+            error_type=rejection.error_type,
+            metadata={"reason": rejection.reason, "limit": rejection.limit},
+            headers={"Retry-After": str(rejection.retry_after)},
+        )
+
+
+class OverLimit(errors.ProxyError):
+    """A request refused by :class:`LimitsMiddleware` once its body was read."""

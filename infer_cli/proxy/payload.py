@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from infer_cli.proxy.accounting import PromptSize, prompt_size
+from infer_cli.proxy.bounds import BodyBounds, check_messages, check_shape
 from infer_cli.proxy.errors import ProxyError
 from infer_cli.proxy.listing import ProviderInfo
 from infer_cli.proxy.reasoning import engine_fields
@@ -38,6 +39,7 @@ OPENROUTER_ONLY = frozenset(
 
 _ENGINE_ONLY_STREAM_OPTIONS = frozenset({"continuous_usage_stats"})
 _MAX_ERRORS = 5
+DEFAULT_BOUNDS = BodyBounds()
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,17 @@ class Prepared:
 
 
 def prepare(
-    endpoint: Endpoint, raw: bytes, info: ProviderInfo, context_length: int | None = None
+    endpoint: Endpoint,
+    raw: bytes,
+    info: ProviderInfo,
+    context_length: int | None = None,
+    *,
+    bounds: BodyBounds = DEFAULT_BOUNDS,
 ) -> Prepared:
     """Validate a completion request and build the engine's copy, or raise a :class:`ProxyError`
-    (400 invalid, 404 unknown model).
+    (400 invalid, 404 unknown model, 413 too many JSON values: see :mod:`~infer_cli.proxy.bounds`).
     """
-    payload = _parse(raw)
+    payload = _parse(raw, bounds)
     _validate(endpoint, payload)
     requested = payload.get("model")
     if requested is not None and not info.accepts(requested):
@@ -128,9 +135,10 @@ def _asked(payload: dict[str, Any]) -> object:
     return payload.get("max_completion_tokens") or payload.get("max_tokens")
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
+def _parse(raw: bytes, bounds: BodyBounds) -> dict[str, Any]:
     if not raw.strip():
         raise ProxyError(400, "the request body is empty; send a JSON object")
+    check_shape(raw, bounds)  # before json.loads, whose cost grows with the values
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -138,6 +146,7 @@ def _parse(raw: bytes) -> dict[str, Any]:
         raise ProxyError(400, f"the request body is not valid JSON: {text}") from exc
     if not isinstance(payload, dict):
         raise ProxyError(400, "the request body must be a JSON object")
+    check_messages(payload, bounds)  # before any work per message
     return payload
 
 

@@ -4,7 +4,8 @@
 ``ProxyServer`` drives uvicorn's public ``Server.startup`` / ``main_loop`` / ``shutdown`` and never
 installs signal handlers: the serve composer owns SIGINT and SIGTERM. uvicorn speaks HTTP/1.1 with
 httptools (a dependency: its parser and its writes take less CPU than h11's for every streamed
-chunk), or with h11 where httptools is not installed.
+chunk), through :class:`~infer_cli.proxy.connection_guard.GuardedHttpProtocol`, which bounds what
+one connection may cost (head size, read timeouts, open connections: :class:`ConnectionLimits`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import socket
 from typing import Any
 
 from infer_cli.errors import InferError, PortInUseError
+from infer_cli.proxy.connection_guard import ConnectionLimits
 
 BACKLOG = 2048
 
@@ -70,14 +73,20 @@ class ProxyServer:
         *,
         log_level: str = "warning",
         shutdown_timeout: int = 3,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         import uvicorn
 
+        from infer_cli.proxy.connection_guard import GuardedHttpProtocol
+
+        protocol = functools.partial(GuardedHttpProtocol, limits=limits or ConnectionLimits())
         self._sock = sock
         self._url = _url_of(sock)
         self._shutdown_timeout = shutdown_timeout
         self._config = uvicorn.Config(
             app,
+            http=protocol,  # type: ignore[arg-type]  # a protocol factory, as uvicorn calls it
+            ws="none",  # no route of the proxy is a WebSocket
             lifespan="on",
             log_config=None,  # leave the process's logging configuration alone
             log_level=log_level,

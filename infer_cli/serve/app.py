@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from infer_cli.config.schema import Profile
+    from infer_cli.proxy.connection_guard import ConnectionLimits
     from infer_cli.proxy.state import UpstreamState
 
 
@@ -14,6 +15,7 @@ def proxy_app(profile: Profile, state: UpstreamState, name: str | None = None) -
     ``[openrouter]`` tables (and ``INFER_API_KEYS``); ``name`` is the profile's, for ``/health``."""
     from infer_cli.config.schema import parse_size
     from infer_cli.proxy.app import ProxyConfig, create_app
+    from infer_cli.proxy.bounds import BodyBounds
     from infer_cli.proxy.guards import guard_config
     from infer_cli.proxy.listing import provider_info
 
@@ -23,5 +25,26 @@ def proxy_app(profile: Profile, state: UpstreamState, name: str | None = None) -
         keepalive_interval=settings.keepalive_interval,
         max_body_bytes=parse_size(settings.max_body_bytes),
         profile=name,
+        body_bounds=BodyBounds(
+            max_json_values=settings.max_json_values,
+            max_json_depth=settings.max_json_depth,
+            max_messages=settings.max_messages,
+        ),
     )
     return create_app(config, state, provider=provider_info(profile), guards=guard_config(settings))
+
+
+def connection_limits(profile: Profile) -> ConnectionLimits:
+    """What one client connection may cost the proxy, from the profile's ``[proxy]`` table."""
+    from infer_cli.config.schema import parse_size
+    from infer_cli.proxy.connection_guard import ConnectionLimits
+
+    settings = profile.proxy
+    return ConnectionLimits(
+        max_head_bytes=parse_size(settings.max_head_bytes),
+        max_header_lines=settings.max_header_lines,
+        max_url_bytes=parse_size(settings.max_url_bytes),
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=settings.max_connections,
+    )

@@ -13,7 +13,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from infer_cli.errors import UsageError
-from infer_cli.serve.app import proxy_app
+from infer_cli.serve.app import connection_limits, proxy_app
 
 if TYPE_CHECKING:
     import httpx
@@ -84,7 +84,9 @@ async def run_front(
     sock = bind(host, port)
     state = UpstreamState(url=base, api_key=api_key, model=profile.model.name)
     state.detail = "checking the upstream"
-    server = ProxyServer(proxy_app(profile, state, profile_name), sock)
+    server = ProxyServer(
+        proxy_app(profile, state, profile_name), sock, limits=connection_limits(profile)
+    )
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

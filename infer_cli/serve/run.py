@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from infer_cli.engine import launch
 from infer_cli.engine.process import StartProgress
 from infer_cli.errors import EngineCrashedError
-from infer_cli.serve.app import proxy_app
+from infer_cli.serve.app import connection_limits, proxy_app
 from infer_cli.serve.plan import ServePlan
 
 if TYPE_CHECKING:
@@ -56,7 +56,11 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     started = time.monotonic()
     sock = bind(plan.host, plan.port)
     state = UpstreamState(url=None, api_key=plan.api_key, model=plan.model)
-    server = ProxyServer(proxy_app(plan.profile, state, plan.profile_name), sock)
+    server = ProxyServer(
+        proxy_app(plan.profile, state, plan.profile_name),
+        sock,
+        limits=connection_limits(plan.profile),
+    )
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     stack = EngineStack(plan.commands, plan.run_dir)
 
