@@ -128,8 +128,54 @@ def flat_listing(info: ProviderInfo, context_length: int | None) -> dict[str, An
         },
         "supported_sampling_parameters": list(info.supported_sampling_parameters),
         "supported_features": list(info.supported_features),
+        **public_fields(info, context_length),
     }
-    return {"object": "list", "data": [entry]}
+    return {"object": "list", "data": [entry], "links": {"next": None}, "total_count": 1}
+
+
+# The request fields each provider feature brings with it, in OpenRouter's public vocabulary.
+_FEATURE_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "tools": ("tools", "tool_choice"),
+    "json_mode": ("response_format",),
+    "structured_outputs": ("response_format", "structured_outputs"),
+    "logprobs": ("logprobs", "top_logprobs"),
+    "reasoning": ("reasoning", "include_reasoning"),
+}
+
+
+def supported_parameters(info: ProviderInfo) -> list[str]:
+    """Every request parameter the model takes: its sampling parameters and its features'."""
+    names = list(info.supported_sampling_parameters)
+    for feature in info.supported_features:
+        names.extend(_FEATURE_PARAMETERS.get(feature, ()))
+    return list(dict.fromkeys(names))
+
+
+def public_fields(info: ProviderInfo, context_length: int | None) -> dict[str, Any]:
+    """The fields of OpenRouter's public model document (what its SDK's ``models.list()``
+    validates) that the provider format lacks. Only what the profile states or what holds for
+    every infer endpoint; null where nothing is known (default sampling parameters: the
+    model's generation config, read by vLLM, not by the proxy).
+    """
+    return {
+        "canonical_slug": info.model,
+        "architecture": {
+            "modality": "+".join(info.input_modalities) + "->" + "+".join(info.output_modalities),
+            "input_modalities": list(info.input_modalities),
+            "output_modalities": list(info.output_modalities),
+            "instruct_type": None,
+        },
+        "top_provider": {
+            "context_length": context_length,
+            "max_completion_tokens": info.max_output(context_length),
+            "is_moderated": False,  # the proxy moderates nothing
+        },
+        "per_request_limits": None,
+        "supported_parameters": supported_parameters(info),
+        "default_parameters": None,
+        "supported_voices": None,
+        "links": {"details": "/api/v1/models"},
+    }
 
 
 # How each sampling parameter's values are constrained, for the 2.4 format.

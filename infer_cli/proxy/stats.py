@@ -89,7 +89,44 @@ def generation_stats(record: GenerationRecord) -> dict[str, Any]:
         "error": record.error,
         "api_type": "completions",
         "provider_name": PROVIDER_NAME,
+        **_NOT_TRACKED,
+        "is_byok": False,
+        "origin": "",
+        "data_region": DATA_REGION,
     }
+
+
+DATA_REGION = "local"
+"""OpenRouter's ``data_region`` ("global", "europe", "us") names where its routing kept a
+request; a self-hosted endpoint keeps every request on its own machine."""
+
+# Fields of OpenRouter's public generation record that a self-hosted proxy has no source for
+# (apps, BYOK, presets, workspaces, moderation, web search, media, routers, upstream retries):
+# null, as OpenRouter itself gives them when they do not apply, never made up.
+_NOT_TRACKED: dict[str, None] = dict.fromkeys(
+    (
+        "app_id",
+        "cache_discount",
+        "external_user",
+        "http_referer",
+        "user_agent",
+        "moderation_latency",
+        "native_tokens_reasoning",
+        "native_tokens_completion_images",
+        "num_fetches",
+        "num_media_prompt",
+        "num_media_completion",
+        "num_input_audio_prompt",
+        "num_search_results",
+        "preset_id",
+        "provider_responses",
+        "router",
+        "service_tier",
+        "upstream_id",
+        "web_search_engine",
+        "workspace_id",
+    )
+)
 
 
 def _ms(seconds: float) -> float:
