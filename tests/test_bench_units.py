@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infer_cli.bench import engine_metrics, report, schedule, stats, workloads
+from infer_cli.bench import compare, engine_metrics, report, schedule, stats, workloads
 from infer_cli.bench.records import RequestRecord
 from infer_cli.bench.text import WORDS, TextSource
 from infer_cli.cli.bench import max_errors
@@ -298,21 +298,6 @@ def test_read_refuses_other_files(tmp_path: Path) -> None:
         report.read(tmp_path / "missing.json")
 
 
-def test_compare_reports_changes_and_direction() -> None:
-    a, b = _result(0.2, 50), _result(0.1, 80)
-    [comparison] = report.compare(a, b)
-    changes = {c.metric: c for c in comparison.changes}
-    ttft = changes["TTFT median ms"]
-    assert ttft.change == pytest.approx(-50.0)
-    assert ttft.better is True
-    hit = changes["cache hit rate"]
-    assert hit.unit == "pp" and hit.change == pytest.approx(30.0) and hit.better is True
-    b.runs[0].label = "c=8"
-    b.runs.append(b.runs[0])
-    with pytest.raises(UsageError):
-        report.compare(a, b)
-
-
 # --- engine metrics ------------------------------------------------------------------------------
 
 _BEFORE = """
@@ -364,5 +349,5 @@ def test_engine_timing_means_over_the_run() -> None:
     a, b = _result(0.2, 50), _result(0.2, 50)
     a.runs[0].engine = delta
     b.runs[0].engine = {**delta, "latency_ms": {"ttft": {"mean": 240.0, "requests": 4}}}
-    changes = {c.metric: c for c in report.compare_runs(a.runs[0], b.runs[0])}
+    changes = {c.metric: c for c in compare.compare_runs(a.runs[0], b.runs[0]).changes}
     assert changes["engine TTFT mean ms"].change == pytest.approx(-20.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -153,7 +154,9 @@ def test_server_gone_mid_run_writes_a_partial_result(tmp_path: Path) -> None:
         (["random", "--rate", "-1"], "--rate must be positive"),
         (["random", "--slo", "speed=3"], "--slo: bad SLO"),
         (["random", "--range-ratio", "2"], "--range-ratio must be in [0, 1)"),
-        (["latency", "-c", "4"], "latency runs one request at a time"),
+        (["latency", "-c", "4"], "-c is not an option of latency (random, shared-prefix, "),
+        (["latency", "--prefixes", "3"], "--prefixes is not an option of latency (shared-prefix"),
+        (["random", "--bogus"], "infer bench random has no option --bogus"),
         (["file"], "needs --dataset"),
         (["file", "--dataset", "/nonexistent.jsonl"], "does not exist"),
         (["long-doc", "--repeat-mode", "zigzag"], "--repeat-mode"),
@@ -191,8 +194,107 @@ def test_file_workload_from_jsonl(sim_url: str, tmp_path: Path) -> None:
     assert json.loads(stdout)["runs"][0]["summary"]["tokens"]["output"] == 4
 
 
-def test_help_keeps_bracketed_defaults() -> None:
-    # Rich reads "[multi-turn ...]" as markup unless escaped, and drops it from the help
-    result = CliRunner().invoke(app, ["bench", "run", "--help"])
+OWN_OPTIONS = {
+    "latency": {"--input-len", "--output-len", "--range-ratio"},
+    "random": {"--input-len", "--output-len", "--range-ratio"},
+    "shared-prefix": {"--prefixes", "--suffixes", "--prefix-len", "--suffix-len", "--output-len"},
+    "multi-turn": {"--users", "--rounds", "--system-len", "--user-context-len", "--question-len",
+                   "--output-len"},
+    "long-doc": {"--documents", "--document-len", "--repeat-count", "--repeat-mode",
+                 "--question-len", "--output-len"},
+    "file": {"--dataset", "--shuffle", "--output-len", "--ignore-eos"},
+}  # fmt: skip
+SWEEP = {"--concurrency", "--rate", "--burstiness"}
+
+
+@pytest.mark.parametrize("workload", sorted(OWN_OPTIONS))
+def test_each_workload_has_its_own_help(workload: str) -> None:
+    result = CliRunner().invoke(app, ["bench", workload, "--help"], terminal_width=200)
     assert result.exit_code == 0
-    assert "[multi-turn 50;" in result.stdout and "[1024; latency 128]" in result.stdout
+    text = result.stdout
+    assert f"Usage: infer bench {workload} [OPTIONS]" in text
+    options = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", text))
+    foreign = set().union(*OWN_OPTIONS.values()) - OWN_OPTIONS[workload]
+    assert OWN_OPTIONS[workload] <= options
+    assert not options & foreign
+    assert (options >= SWEEP) is (workload != "latency")
+    assert bool(SWEEP & options) is (workload != "latency")
+    for internal in ("<int>", "<str>", "<bool>", "<float", "list[", "<path>"):
+        assert internal not in text
+    assert "Examples:" in text and f"infer bench {workload}" in text.split("Examples:")[1]
+
+
+def test_old_spelling_bench_run_still_works() -> None:
+    result = CliRunner().invoke(app, ["bench", "run", "random", "--help"])
+    assert result.exit_code == 0 and "Usage: infer bench random [OPTIONS]" in result.stdout
+
+
+def test_runs_are_independent_and_compare_sees_no_change_beyond_the_spread(
+    tmp_path: Path,
+) -> None:
+    # a fresh simulated engine whose prefill is slow enough for a cache hit to show in TTFT;
+    # lengths vary (150-450 tokens, the same in every run) so each run has a spread of its own
+    settings = SimSettings(ms_per_output_token=1, prefill_ms_per_token=0.2)
+    common = ["--input-len", "300", "--range-ratio", "0.5", "--output-len", "4", "-n", "20",
+              "--warmup", "2", "-q"]  # fmt: skip
+    files = {name: tmp_path / f"{name}.json" for name in ("one", "two", "seeded", "again")}
+    with sim_in_thread(settings) as url:
+        for name in ("one", "two"):
+            code, _, stderr = bench("latency", "--url", url, *common, "-o", str(files[name]))
+            assert code == 0, stderr
+        for name in ("seeded", "again"):
+            code, shown, stderr = bench(
+                "latency", "--url", url, *common, "--seed", "5", "-o", str(files[name])
+            )
+            assert code == 0, stderr
+    one, two = (json.loads(files[n].read_text()) for n in ("one", "two"))
+    assert one["load"]["nonce"] != two["load"]["nonce"]
+    for data in (one, two):  # the second identical run found nothing of the first in the cache
+        summary = data["runs"][0]["summary"]
+        assert summary["cache"]["first_seen"]["hit_rate"] == 0
+        assert summary["cache"]["first_seen"]["requests"] == 20
+        assert summary["warnings"] == []
+    code, stdout, stderr = bench("compare", str(files["one"]), str(files["two"]), "--json")
+    assert code == 0, stderr
+    changes = {c["metric"]: c for c in json.loads(stdout)["runs"][0]["changes"]}
+    for metric in ("TTFT median ms", "TTFT mean ms"):
+        assert changes[metric]["beyond_spread"] is False and changes[metric]["better"] is None
+    # the same --seed repeats a run exactly, and the repeat says it ran on a warm cache
+    again = json.loads(files["again"].read_text())
+    assert again["load"]["nonce"] == json.loads(files["seeded"].read_text())["load"]["nonce"]
+    assert again["runs"][0]["summary"]["cache"]["first_seen"]["hit_rate"] > 0.8
+    assert "already cached" in again["runs"][0]["summary"]["warnings"][0]
+    assert "warning:" in shown and "already cached" in shown  # the repeat's own report
+    code, stdout, _ = bench("compare", str(files["seeded"]), str(files["again"]), "--json")
+    data = json.loads(stdout)
+    assert any("same prompts (same --seed)" in w for w in data["warnings"])
+    ttft = {c["metric"]: c for c in data["runs"][0]["changes"]}["TTFT median ms"]
+    assert ttft["beyond_spread"] is True and ttft["better"] is True  # a warm cache shows
+
+
+def test_compare_refuses_different_workloads_unless_forced(sim_url: str, tmp_path: Path) -> None:
+    latency, sweep = tmp_path / "latency.json", tmp_path / "sweep.json"
+    code, _, stderr = bench(
+        "latency", "--url", sim_url, "-n", "3", "--input-len", "20", "--output-len", "4",
+        "-q", "-o", str(latency),
+    )  # fmt: skip
+    assert code == 0, stderr
+    code, _, stderr = bench(
+        "random", "--url", sim_url, "-n", "3", "--input-len", "40", "--output-len", "2",
+        "-c", "1,2", "-q", "-o", str(sweep),
+    )  # fmt: skip
+    assert code == 0, stderr
+    code, stdout, stderr = bench("compare", str(latency), str(sweep))
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1
+    assert "measured different things (workload latency vs random, input_len 20 vs 40" in stderr
+    assert "--force" in stderr
+    assert "input_len" in stdout and "≠ differs" in stdout  # the settings, side by side
+    code, stdout, stderr = bench("compare", str(latency), str(sweep), "--force")
+    assert code == 0, stderr
+    assert "levels left out: c=2 (only in b)" in stdout
+    assert "warning: the runs differ in workload latency vs random" in stdout
+    code, stdout, _ = bench("compare", str(latency), str(sweep), "--force", "--json")
+    data = json.loads(stdout)
+    assert data["forced"] is True and data["levels_left_out"] == ["c=2 (only in b)"]
+    assert "input_len" in data["differences"]

@@ -35,6 +35,9 @@ class RequestRecord:
     """``cold`` or ``warm`` for a request of a cache group (see ``bench.workloads``)."""
     target_input: int = 0
     """Prompt tokens the workload aimed at (without any chat template or history)."""
+    first_seen: int | None = None
+    """Target tokens at the end of the prompt that no earlier request of the run had sent (from
+    the first new segment on): a cache hit on them came from outside the run."""
     max_tokens: int | None = None
     scheduled: float = 0.0
     sent: float = 0.0
@@ -111,6 +114,7 @@ CSV_COLUMNS = (
     "e2e_ms",
     "chunks",
     "target_input",
+    "first_seen",
     "prompt_tokens",
     "cached_tokens",
     "output_tokens",
@@ -144,6 +148,7 @@ def csv_row(run: str, record: RequestRecord) -> list[Any]:
         ms(record.e2e),
         len(record.chunks),
         record.target_input,
+        blank(record.first_seen),
         blank(record.prompt_tokens),
         blank(record.cached_tokens),
         blank(record.output_tokens),

@@ -1,4 +1,4 @@
-"""Results as files: the JSON of a whole benchmark, a CSV of its requests, and comparisons.
+"""Results as files: the JSON of a whole benchmark and a CSV of its requests.
 
 The JSON holds everything needed to recompute any figure: the server (URL, model, what its health
 and listing said), the workload's parameters, the load settings, and per run (one per concurrency
@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,120 +171,3 @@ def read(path: Path) -> BenchResult:
             hint="write one with `infer bench ... --output FILE.json`",
         )
     return BenchResult.from_dict(data)
-
-
-# --- compare -----------------------------------------------------------------------------------
-
-HIGHER, LOWER = "higher", "lower"
-
-COMPARED: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("requests/s", ("throughput", "requests_per_s"), HIGHER),
-    ("output tokens/s", ("throughput", "output_tokens_per_s"), HIGHER),
-    ("goodput requests/s", ("goodput", "requests_per_s"), HIGHER),
-    ("TTFT mean ms", ("latency_ms", "ttft", "mean"), LOWER),
-    ("TTFT median ms", ("latency_ms", "ttft", "median"), LOWER),
-    ("TTFT p99 ms", ("latency_ms", "ttft", "p99"), LOWER),
-    ("TPOT median ms", ("latency_ms", "tpot", "median"), LOWER),
-    ("TPOT p99 ms", ("latency_ms", "tpot", "p99"), LOWER),
-    ("ITL median ms", ("latency_ms", "itl", "median"), LOWER),
-    ("ITL p99 ms", ("latency_ms", "itl", "p99"), LOWER),
-    ("E2E median ms", ("latency_ms", "e2e", "median"), LOWER),
-    ("E2E p99 ms", ("latency_ms", "e2e", "p99"), LOWER),
-    ("cache hit rate", ("cache", "hit_rate"), HIGHER),
-    ("cold TTFT median ms", ("cache", "cold", "ttft_ms", "median"), LOWER),
-    ("warm TTFT median ms", ("cache", "warm", "ttft_ms", "median"), LOWER),
-    ("engine prefix hit rate", ("engine", "prefix_cache_hit_rate"), HIGHER),
-    ("engine external hit rate", ("engine", "external_hit_rate"), HIGHER),
-    ("engine TTFT mean ms", ("engine", "latency_ms", "ttft", "mean"), LOWER),
-    ("engine TPOT mean ms", ("engine", "latency_ms", "tpot", "mean"), LOWER),
-    ("engine queue mean ms", ("engine", "latency_ms", "queue", "mean"), LOWER),
-    ("failed requests", ("requests", "failed"), LOWER),
-)
-
-
-@dataclass(frozen=True)
-class Change:
-    metric: str
-    a: float | None
-    b: float | None
-    change: float | None
-    """Change from ``a`` to ``b``, in ``unit``."""
-    better: bool | None
-    """Whether ``b`` is better than ``a`` (``None``: equal or not comparable)."""
-    unit: str = "%"
-    """``%`` (relative change) or ``pp`` (percentage points, for rates)."""
-
-
-@dataclass(frozen=True)
-class Comparison:
-    label: str
-    changes: list[Change]
-
-
-def lookup(summary: dict[str, Any], path: Sequence[str]) -> float | None:
-    value: Any = summary
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def compare_runs(a: RunResult, b: RunResult) -> list[Change]:
-    sa = {**a.summary, "engine": a.engine or {}}
-    sb = {**b.summary, "engine": b.engine or {}}
-    changes = []
-    for name, path, direction in COMPARED:
-        va, vb = lookup(sa, path), lookup(sb, path)
-        if va is None and vb is None:
-            continue
-        change = None
-        points = "rate" in name  # rates change in percentage points
-        if va is not None and vb is not None and (points or va != 0):
-            change = (vb - va) * 100 if points else (vb - va) / abs(va) * 100
-        better = None
-        if va is not None and vb is not None and va != vb:
-            better = (vb > va) if direction == HIGHER else (vb < va)
-        changes.append(Change(name, va, vb, change, better, "pp" if points else "%"))
-    return changes
-
-
-def compare(a: BenchResult, b: BenchResult) -> list[Comparison]:
-    """Runs paired by label (a single run each: paired whatever their labels)."""
-    if len(a.runs) == 1 and len(b.runs) == 1:
-        pairs = [(a.runs[0], b.runs[0])]
-    else:
-        theirs = {run.label: run for run in b.runs}
-        pairs = [(run, theirs[run.label]) for run in a.runs if run.label in theirs]
-    if not pairs:
-        raise UsageError(
-            "the two results have no run in common",
-            hint="compare results of the same sweep levels (labels such as c=4)",
-        )
-    return [Comparison(x.label, compare_runs(x, y)) for x, y in pairs]
-
-
-def comparison_json(a: Path, b: Path, comparisons: list[Comparison]) -> dict[str, Any]:
-    return {
-        "a": str(a),
-        "b": str(b),
-        "runs": [
-            {
-                "label": comparison.label,
-                "changes": [
-                    {
-                        "metric": c.metric,
-                        "a": c.a,
-                        "b": c.b,
-                        "change": None if c.change is None else round(c.change, 2),
-                        "unit": c.unit,
-                        "better": c.better,
-                    }
-                    for c in comparison.changes
-                ],
-            }
-            for comparison in comparisons
-        ],
-    }

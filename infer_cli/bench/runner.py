@@ -28,7 +28,7 @@ from infer_cli.bench.records import RequestRecord
 from infer_cli.bench.schedule import intervals
 from infer_cli.bench.stream import ChunkCounter, error_message, read_stream
 from infer_cli.bench.tokens import Texts
-from infer_cli.bench.workloads import Phase, Session, Turn, Workload
+from infer_cli.bench.workloads import HEAD_KEY, Phase, Session, Turn, Workload, first_seen
 
 Endpoint = Literal["chat", "completions"]
 
@@ -150,6 +150,7 @@ class Runner:
         self._window: deque[tuple[float, int]] = deque()
         self._connect_failures = 0
         self._warm_groups: set[str] = set()
+        self._sent_keys: set[str] = set()
         self._stopped: str | None = None
         self._origin = 0.0
         self._phase = ""
@@ -164,6 +165,13 @@ class Runner:
         if self.chat:
             if turn.messages is not None:
                 messages = [dict(m) for m in turn.messages]
+                head = (
+                    self.texts.by_key.get(HEAD_KEY)
+                    if turn.prompt and turn.prompt[0].key == HEAD_KEY
+                    else None
+                )
+                if head and messages and isinstance(messages[0].get("content"), str):
+                    messages[0]["content"] = head.strip() + "\n\n" + messages[0]["content"]
             else:
                 messages = [{"role": "system", "content": system}] if system else []
                 for asked, answer in state.history:
@@ -313,6 +321,9 @@ class Runner:
             sum(s.tokens for s in session.turns[t].prompt) + (session.turns[t].max_tokens or 0)
             for t in range(turn)
         )
+        sequence = (*session.system, *step.prompt)
+        new = first_seen(sequence, self._sent_keys)
+        self._sent_keys.update(segment.key for segment in sequence)
         return RequestRecord(
             index=index,
             phase=self._phase,
@@ -321,6 +332,7 @@ class Runner:
             group=group,
             cache=cache,
             target_input=system + history + step.target_tokens,
+            first_seen=new,
             max_tokens=step.max_tokens,
             scheduled=scheduled,
             warmup=self.warmup,

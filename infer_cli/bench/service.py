@@ -25,7 +25,7 @@ from infer_cli.bench.runner import Endpoint, Load, Progress, Runner, Target
 from infer_cli.bench.stats import summarize
 from infer_cli.bench.text import TextSource
 from infer_cli.bench.tokens import ServerTokenizer, Texts, find_tokenizer, materialize
-from infer_cli.bench.workloads import Workload, random_workload
+from infer_cli.bench.workloads import Workload, random_workload, with_head
 from infer_cli.client.api import Client
 from infer_cli.errors import ClientError, ModelNotFoundError
 
@@ -58,6 +58,11 @@ class BenchPlan:
     warmup: int = 0
     timeout: float = 300.0
     seed: int = 0
+    """Seed of the workload's shape: lengths, orders, arrivals (each level adds its index)."""
+    nonce: str = ""
+    """The run's nonce: the head of every prompt and the seed of its text (see bench.text)."""
+    seeded: bool = False
+    """The nonce came from ``--seed`` (the run repeats one exactly) rather than chance."""
     temperature: float | None = None
     ignore_eos: bool | None = None
     slo: dict[str, float] = field(default_factory=dict)
@@ -124,12 +129,12 @@ async def run_bench(plan: BenchPlan, events: Events, stop: asyncio.Event) -> Ben
                     result.reason = result.reason or "stopped before the end (interrupted)"
                     break
                 seed = plan.seed + index
-                workload = plan.build(seed)
+                workload = with_head(plan.build(seed))
                 if not result.workload:
                     result.workload = {"name": workload.name, **workload.params}
                 label = level_label(concurrency, plan.rate)
                 events.step(f"preparing {workload.requests} prompts ({label})")
-                texts = await _texts(workload, seed, tokenizer, events)
+                texts = await _texts(workload, TextSource(seed, plan.nonce), tokenizer, events)
                 result.lengths["off_target"] = texts.off_target
                 before = await _metrics(client, plan, events)
                 load = Load(
@@ -201,13 +206,13 @@ async def _tokenizer(
 
 
 async def _texts(
-    workload: Workload, seed: int, tokenizer: ServerTokenizer | None, events: Events
+    workload: Workload, source: TextSource, tokenizer: ServerTokenizer | None, events: Events
 ) -> Texts:
     try:
-        return await materialize(workload, TextSource(seed), tokenizer)
+        return await materialize(workload, source, tokenizer)
     except (httpx.HTTPError, ValueError) as exc:
         events.note(f"tokenizing failed ({exc}): prompt lengths are estimates")
-        return await materialize(workload, TextSource(seed), None)
+        return await materialize(workload, source, None)
 
 
 async def _metrics(client: Client, plan: BenchPlan, events: Events) -> dict[str, Any] | None:
@@ -236,11 +241,13 @@ async def _warm_up(
     input_len = max(1, first.target_tokens) if first else 128
     output_len = (first.max_tokens if first else None) or 16
     seed = plan.seed + WARMUP_SEED_OFFSET
-    workload = random_workload(
-        num_requests=plan.warmup, input_len=input_len, output_len=output_len, seed=seed
+    workload = with_head(
+        random_workload(
+            num_requests=plan.warmup, input_len=input_len, output_len=output_len, seed=seed
+        )
     )
     events.step(f"warming up with {plan.warmup} requests")
-    texts = await _texts(workload, seed, tokenizer, events)
+    texts = await _texts(workload, TextSource(seed, plan.nonce), tokenizer, events)
     concurrency = min(plan.warmup, max(level or plan.warmup for level in plan.levels))
     load = Load(
         concurrency=concurrency,
@@ -272,6 +279,8 @@ def _load_json(plan: BenchPlan) -> dict[str, Any]:
         "warmup": plan.warmup,
         "timeout": plan.timeout,
         "seed": plan.seed,
+        "nonce": plan.nonce,
+        "seeded": plan.seeded,
         "endpoint": plan.endpoint,
         "temperature": plan.temperature,
         "ignore_eos": plan.ignore_eos,

@@ -15,6 +15,8 @@ from typing import Any
 from infer_cli.bench.records import RequestRecord
 
 PERCENTILES = (50.0, 90.0, 99.0)
+FIRST_SEEN_WARN = 0.02
+"""A run whose first-seen prompt tokens hit the cache more than this was not measured cold."""
 SLO_METRICS = ("ttft", "tpot", "e2e")
 
 
@@ -168,7 +170,45 @@ def summarize(
     phases = list(dict.fromkeys(r.phase for r in measured))
     if len(phases) > 1:
         summary["phases"] = {name: _phase(measured, name) for name in phases}
+    summary["warnings"] = warnings(summary)
     return summary
+
+
+def first_seen_hits(records: Iterable[RequestRecord]) -> dict[str, Any] | None:
+    """Hits on the tokens a run sent for the first time, which only an earlier run (or other
+    traffic) can explain: per request, cached tokens beyond the prompt's part sent before."""
+    requests = tokens = cached = 0
+    for record in records:
+        if record.first_seen is None or not record.prompt_tokens or record.cached_tokens is None:
+            continue
+        new = min(record.first_seen, record.prompt_tokens)
+        if new <= 0:
+            continue
+        requests += 1
+        tokens += new
+        cached += min(new, max(0, record.cached_tokens - (record.prompt_tokens - new)))
+    if not tokens:
+        return None
+    return {
+        "requests": requests,
+        "tokens": tokens,
+        "cached_tokens": cached,
+        "hit_rate": _round(cached / tokens),
+    }
+
+
+def warnings(summary: Mapping[str, Any]) -> list[str]:
+    """What makes a run's figures mean something other than they seem."""
+    out = []
+    seen = (summary.get("cache") or {}).get("first_seen") or {}
+    rate = seen.get("hit_rate")
+    if rate is not None and rate > FIRST_SEEN_WARN:
+        out.append(
+            f"{rate * 100:.1f}% of the prompt tokens this run sent for the first time were "
+            "already cached (an earlier run with the same --seed, or other traffic): "
+            "its cold figures are not cold"
+        )
+    return out
 
 
 def cache_summary(done: Sequence[RequestRecord]) -> dict[str, Any]:
@@ -178,6 +218,9 @@ def cache_summary(done: Sequence[RequestRecord]) -> dict[str, Any]:
         "cached_tokens": cached,
         "prompt_tokens": prompt,
     }
+    seen = first_seen_hits(done)
+    if seen is not None:
+        out["first_seen"] = seen
     for kind in ("cold", "warm"):
         chosen = [r for r in done if r.cache == kind]
         if chosen:

@@ -3,14 +3,17 @@
 Prompts are built from common short English words, each written with its leading space, which
 byte-level BPE and SentencePiece tokenizers alike keep as one token: a run of ``n`` words is about
 ``n`` tokens before any correction (:mod:`~infer_cli.bench.tokens` makes it exact with the server's
-``/tokenize``). The text of a segment depends only on ``(seed, key)``: equal keys give equal text,
-which is how workloads share prefixes, and different keys give text that diverges from the first
-word or so, which is how they avoid sharing any.
+``/tokenize``). The text of a segment depends only on ``(seed, nonce, key)``: equal keys give equal
+text, which is how workloads share prefixes, and different keys give text that diverges from the
+first word or so, which is how they avoid sharing any. The *nonce* is the run's own: a run with a
+fresh nonce shares no text, and so no cached prefix, with any earlier run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import secrets
 
 _VOCABULARY = """
     the of and to in is was for on are with as his they be at one have this from or had by word
@@ -46,17 +49,28 @@ WORDS: tuple[str, ...] = tuple(f" {word}" for word in _VOCABULARY.split())
 """The vocabulary: about 500 common words, each one token (with its space) in common tokenizers."""
 
 
+def run_nonce(seed: int | None) -> str:
+    """A run's nonce: random without a seed (runs never share prompts), else fixed by the seed
+    (the same ``--seed`` sends exactly the same prompts again)."""
+    if seed is None:
+        return secrets.token_hex(4)
+    return hashlib.sha256(f"infer-bench/{seed}".encode()).hexdigest()[:8]
+
+
 class TextSource:
     """Words of a segment, by key: ``words(key, n)`` is a prefix of ``words(key, n + k)``."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, nonce: str = "") -> None:
         self.seed = seed
+        self.nonce = nonce
         self._cache: dict[str, list[str]] = {}
 
     def words(self, key: str, count: int) -> list[str]:
         have = self._cache.get(key)
         if have is None or len(have) < count:
-            rng = random.Random(f"{self.seed}/{key}")
+            rng = random.Random(
+                f"{self.seed}/{self.nonce}/{key}" if self.nonce else f"{self.seed}/{key}"
+            )
             size = max(count * 2, 64)
             have = [WORDS[int(rng.random() * len(WORDS))] for _ in range(size)]
             self._cache[key] = have

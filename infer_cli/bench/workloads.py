@@ -11,6 +11,10 @@ length when the server can tokenize.
 A session's ``group`` names the cache context it belongs to (a prefix, a user, a document): the
 runner calls a request *warm* when an earlier request of its group had finished before it was
 sent, so its shared part could be in the prefix cache, and *cold* otherwise.
+
+:func:`with_head` puts the run's *head* (a few words drawn from the run's nonce) at the start of
+every conversation, so one run's prompts share no prefix with another's while the parts a
+workload shares (prefixes, the system prompt, documents) stay shared within the run.
 """
 
 from __future__ import annotations
@@ -100,6 +104,52 @@ class Workload:
                         if segment.text is None and segment.key not in seen:
                             seen.add(segment.key)
                             yield segment
+
+
+HEAD_KEY = "head"
+"""The key of the run's head segment (its text comes from the run's nonce)."""
+HEAD_TOKENS = 4
+
+
+def with_head(workload: Workload, tokens: int = HEAD_TOKENS) -> Workload:
+    """The workload with the run's head first in every conversation.
+
+    The head goes before the system prompt, or else before the first turn's prompt; the segment
+    right after it is shortened by as many tokens (down to one), so prompts keep their length.
+    Equal keys keep equal lengths, so what a workload shares stays shared.
+    """
+    head = Segment(HEAD_KEY, tokens)
+
+    def lead(segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
+        if not segments:
+            return (head,)
+        first, rest = segments[0], segments[1:]
+        if first.text is None:
+            first = Segment(first.key, max(1, first.tokens - tokens))
+        return (head, first, *rest)
+
+    def session(s: Session) -> Session:
+        if not s.turns:
+            return s
+        if s.system:
+            return Session(s.turns, s.group, lead(s.system), s.history)
+        first = s.turns[0]
+        turn = Turn(lead(first.prompt), first.max_tokens, first.messages)
+        return Session((turn, *s.turns[1:]), s.group, s.system, s.history)
+
+    phases = tuple(
+        Phase(phase.name, tuple(session(s) for s in phase.sessions)) for phase in workload.phases
+    )
+    return Workload(workload.name, phases, workload.params, workload.ignore_eos)
+
+
+def first_seen(prompt: Sequence[Segment], sent: set[str]) -> int:
+    """Tokens of ``prompt`` from its first segment not in ``sent`` on (a prefix cache can hold
+    only what was sent before it: hits on these tokens come from outside the run)."""
+    for index, segment in enumerate(prompt):
+        if segment.key not in sent:
+            return sum(s.tokens for s in prompt[index:])
+    return 0
 
 
 # --- helpers -----------------------------------------------------------------------------------

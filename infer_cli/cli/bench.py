@@ -1,8 +1,8 @@
 """``infer bench``: latency, throughput and KV-cache-hit benchmarks against an endpoint.
 
-``infer bench WORKLOAD [options]`` (short for ``infer bench run WORKLOAD``) runs one of
-latency, random, shared-prefix, multi-turn, long-doc, file; ``infer bench compare A B``
-compares two saved results.
+``infer bench WORKLOAD [options]`` runs one of latency, random, shared-prefix, multi-turn,
+long-doc, file (each a command with its own options; the shared ones are declared once in
+:mod:`infer_cli.cli.bench_options`); ``infer bench compare A B`` compares two saved results.
 """
 
 from __future__ import annotations
@@ -15,33 +15,23 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from infer_cli.cli.options import JsonOption
+from infer_cli.cli.bench_options import FLAG, WORKLOAD, BenchCommand, Build, workload_command
 
 WORKLOADS = ("latency", "random", "shared-prefix", "multi-turn", "long-doc", "file")
-DEFAULT_URL = "http://127.0.0.1:8080"
-
-_LOAD = "Load"
-_SERVER = "Server"
-_OUT = "Output"
-_RANDOM = "random, latency"
-_PREFIX = "shared-prefix"
-_TURNS = "multi-turn"
-_DOCS = "long-doc"
-_FILE = "file"
 
 
 class BenchGroup(TyperGroup):
-    """``infer bench WORKLOAD ...`` is ``infer bench run WORKLOAD ...``."""
+    """Workloads and ``compare``; ``infer bench run WORKLOAD`` (the old spelling) still works."""
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] in WORKLOADS:
-            args = ["run", *args]
-        elif args and not args[0].startswith("-") and args[0] not in self.commands:
+        if len(args) > 1 and args[0] == "run" and args[1] in WORKLOADS:
+            args = args[1:]
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
             from infer_cli.errors import UsageError
 
             raise UsageError(
                 f"unknown workload or command {args[0]!r}",
-                hint=f"workloads: {', '.join(WORKLOADS)}; commands: run, compare",
+                hint=f"workloads: {', '.join(WORKLOADS)}; or compare A B",
             )
         return super().resolve_command(ctx, args)
 
@@ -52,8 +42,12 @@ class BenchGroup(TyperGroup):
 app = typer.Typer(
     cls=BenchGroup,
     no_args_is_help=True,
-    help="Benchmark an endpoint: latency, throughput and KV-cache hits "
-    f"(workloads: {', '.join(WORKLOADS)}). Try: infer bench shared-prefix -c 1,4.",
+    help="Benchmark an endpoint: latency, throughput and KV-cache hits. "
+    "Each workload is a command with its own options: infer bench random --help.",
+    epilog="Examples:\n\n"
+    "infer bench latency\n\n"
+    "infer bench shared-prefix -c 1,4 -o after.json\n\n"
+    "infer bench compare before.json after.json",
 )
 
 
@@ -99,383 +93,331 @@ def max_errors(text: str, total: int) -> int:
         ) from None
 
 
-@app.command("run")
-def run(
-    workload: Annotated[
+def _run_workload(name: str, make: Build, o: dict[str, Any]) -> None:
+    """Check the shared options, build the plan and run it (every workload ends here)."""
+    from infer_cli.bench import stats
+    from infer_cli.bench.service import BenchPlan
+    from infer_cli.bench.text import run_nonce
+    from infer_cli.errors import UsageError
+
+    if o["endpoint"] not in ("chat", "completions"):
+        raise UsageError(f"--endpoint must be chat or completions, got {o['endpoint']!r}")
+    for flag, key in (("--rate", "rate"), ("--duration", "duration")):
+        if o[key] is not None and o[key] <= 0:
+            raise UsageError(f"{flag} must be positive, got {o[key]:g}")
+    for flag, key in (("--burstiness", "burstiness"), ("--timeout", "timeout")):
+        if o[key] <= 0:
+            raise UsageError(f"{flag} must be positive, got {o[key]:g}")
+    if o["warmup"] < 0:
+        raise UsageError(f"--warmup must be 0 or more, got {o['warmup']}")
+    if o["num_requests"] is not None and o["num_requests"] < 1:
+        raise UsageError(f"--num-requests must be at least 1, got {o['num_requests']}")
+    try:
+        objectives = stats.parse_slo(o["slo"])
+    except ValueError as exc:
+        raise UsageError(f"--slo: {exc}") from None
+    max_errors(o["max_errors"], 1)  # check the syntax now, before any request
+    concurrency, rate = o["concurrency"], o["rate"]
+    levels: list[int | None] = list(_int_list(concurrency, "--concurrency")) if concurrency else []
+    if not levels:
+        levels = [None] if rate is not None else [1]
+    seed = 0 if o["seed"] is None else o["seed"]
+
+    def build(seed: int) -> Any:
+        return make(seed, o["num_requests"])
+
+    build(seed)  # bad shapes and unreadable datasets fail here, before connecting
+    plan = BenchPlan(
+        url=o["url"],
+        build=build,
+        api_key=o["api_key"],
+        model=o["model"],
+        endpoint="chat" if o["endpoint"] == "chat" else "completions",
+        tokenize_url=o["tokenize_url"],
+        levels=tuple(levels),
+        rate=rate if rate is not None else math.inf,
+        burstiness=o["burstiness"],
+        num_requests=o["num_requests"],
+        duration=o["duration"],
+        warmup=o["warmup"],
+        timeout=o["timeout"],
+        seed=seed,
+        nonce=run_nonce(o["seed"]),
+        seeded=o["seed"] is not None,
+        temperature=o["temperature"],
+        ignore_eos=o["ignore_eos"] if "ignore_eos" in o else not o["no_ignore_eos"],
+        slo=objectives,
+        engine_metrics=not o["no_engine_metrics"],
+    )
+    _execute(
+        plan,
+        output=o["output"],
+        csv_path=o["csv_path"],
+        json_output=o["json_output"],
+        quiet=o["quiet"],
+        allowed_errors=o["max_errors"],
+    )
+
+
+def _tokens(flag: str, help: str) -> Any:
+    return typer.Option(flag, metavar="TOKENS", help=help, rich_help_panel=WORKLOAD)
+
+
+def _count(flag: str, help: str) -> Any:
+    return typer.Option(flag, metavar="N", help=help, rich_help_panel=WORKLOAD)
+
+
+RangeRatio = Annotated[
+    float,
+    typer.Option(
+        "--range-ratio",
+        metavar="R",
+        help="Lengths drawn from [L(1-R), L(1+R)].",
+        rich_help_panel=WORKLOAD,
+    ),
+]
+
+
+@workload_command(
+    app,
+    "latency",
+    _run_workload,
+    sweep=False,
+    hint="latency sends one request at a time; `infer bench random -c N` puts load on the server",
+    examples=(
+        "infer bench latency",
+        "infer bench latency --input-len 2048 --output-len 256 -o latency.json",
+    ),
+)
+def latency(
+    input_len: Annotated[int, _tokens("--input-len", "Prompt tokens.")] = 128,
+    output_len: Annotated[int, _tokens("--output-len", "Tokens to generate.")] = 128,
+    range_ratio: RangeRatio = 0.0,
+) -> Build:
+    """One request at a time: what a single user waits. Sends 10 requests unless -n or
+    --duration says otherwise."""
+    from infer_cli.bench.workloads import random_workload
+
+    def build(seed: int, count: int | None) -> Any:
+        return random_workload(
+            num_requests=count or 10,
+            input_len=input_len,
+            output_len=output_len,
+            range_ratio=range_ratio,
+            seed=seed,
+            name="latency",
+        )
+
+    return build
+
+
+@workload_command(
+    app,
+    "random",
+    _run_workload,
+    examples=(
+        "infer bench random -n 200 -c 1,4,16 -o run.json",
+        "infer bench random --rate 8 --duration 60 --slo ttft=500,tpot=50",
+    ),
+)
+def random_(
+    input_len: Annotated[int, _tokens("--input-len", "Prompt tokens.")] = 1024,
+    output_len: Annotated[int, _tokens("--output-len", "Tokens to generate.")] = 128,
+    range_ratio: RangeRatio = 0.0,
+) -> Build:
+    """Independent prompts under load: throughput and latency at each concurrency or rate.
+    Sends 100 requests per level unless -n or --duration says otherwise."""
+    from infer_cli.bench.workloads import random_workload
+
+    def build(seed: int, count: int | None) -> Any:
+        return random_workload(
+            num_requests=count or 100,
+            input_len=input_len,
+            output_len=output_len,
+            range_ratio=range_ratio,
+            seed=seed,
+        )
+
+    return build
+
+
+@workload_command(
+    app,
+    "shared-prefix",
+    _run_workload,
+    examples=(
+        "infer bench shared-prefix",
+        "infer bench shared-prefix --prefixes 8 --prefix-len 4096 -c 1,4",
+    ),
+)
+def shared_prefix(
+    prefixes: Annotated[int, _count("--prefixes", "Distinct shared prefixes.")] = 4,
+    suffixes: Annotated[int, _count("--suffixes", "Requests per prefix.")] = 8,
+    prefix_len: Annotated[int, _tokens("--prefix-len", "Tokens of each prefix.")] = 1024,
+    suffix_len: Annotated[int, _tokens("--suffix-len", "Tokens of each suffix.")] = 64,
+    output_len: Annotated[int, _tokens("--output-len", "Tokens to generate.")] = 32,
+) -> Build:
+    """Prompts that share prefixes, sent round-robin over the prefixes: TTFT of the first
+    request of each prefix (cold) against the others (warm), and hit rates."""
+    from infer_cli.bench.workloads import shared_prefix_workload
+
+    def build(seed: int, count: int | None) -> Any:
+        return shared_prefix_workload(
+            prefixes=prefixes,
+            suffixes=suffixes,
+            prefix_len=prefix_len,
+            suffix_len=suffix_len,
+            output_len=output_len,
+            seed=seed,
+        )
+
+    return build
+
+
+@workload_command(
+    app,
+    "multi-turn",
+    _run_workload,
+    examples=(
+        "infer bench multi-turn",
+        "infer bench multi-turn --users 20 --rounds 8 --system-len 2000 -c 4",
+    ),
+)
+def multi_turn(
+    users: Annotated[int, _count("--users", "Conversations.")] = 10,
+    rounds: Annotated[int, _count("--rounds", "Turns per conversation.")] = 5,
+    system_len: Annotated[
+        int, _tokens("--system-len", "Tokens of the system prompt all users share.")
+    ] = 1000,
+    user_context_len: Annotated[
+        int, _tokens("--user-context-len", "Tokens of each user's own context.")
+    ] = 2000,
+    question_len: Annotated[int, _tokens("--question-len", "Tokens of each question.")] = 50,
+    output_len: Annotated[int, _tokens("--output-len", "Tokens of each answer.")] = 100,
+) -> Build:
+    """LMCache's multi-round QA: conversations whose every turn resends the whole history
+    with the model's real answers."""
+    from infer_cli.bench.workloads import multi_turn_workload
+
+    def build(seed: int, count: int | None) -> Any:
+        return multi_turn_workload(
+            users=users,
+            rounds=rounds,
+            system_len=system_len,
+            user_context_len=user_context_len,
+            question_len=question_len,
+            answer_len=output_len,
+            seed=seed,
+        )
+
+    return build
+
+
+@workload_command(
+    app,
+    "long-doc",
+    _run_workload,
+    examples=(
+        "infer bench long-doc",
+        "infer bench long-doc --document-len 8000 --repeat-mode interleave",
+    ),
+)
+def long_doc(
+    documents: Annotated[int, _count("--documents", "Documents.")] = 8,
+    document_len: Annotated[int, _tokens("--document-len", "Tokens per document.")] = 3000,
+    question_len: Annotated[int, _tokens("--question-len", "Tokens of each question.")] = 32,
+    output_len: Annotated[int, _tokens("--output-len", "Tokens to generate.")] = 32,
+    repeat_count: Annotated[
+        int, _count("--repeat-count", "Queries per document in the query round.")
+    ] = 2,
+    repeat_mode: Annotated[
         str,
-        typer.Argument(
-            metavar="WORKLOAD",
-            help=f"One of: {', '.join(WORKLOADS)}.",
+        typer.Option(
+            "--repeat-mode",
+            metavar="tile|interleave|random",
+            help="Query order: tile (fewest hits), interleave (most) or random.",
+            rich_help_panel=WORKLOAD,
+        ),
+    ] = "random",
+) -> Build:
+    """LMCache's long-document QA: a warm-up round that reads every document once, then a
+    query round that asks about each document again."""
+    from infer_cli.bench.workloads import long_doc_workload
+    from infer_cli.errors import UsageError
+
+    if repeat_mode not in ("tile", "interleave", "random"):
+        raise UsageError(f"--repeat-mode must be tile, interleave or random, got {repeat_mode!r}")
+
+    def build(seed: int, count: int | None) -> Any:
+        return long_doc_workload(
+            documents=documents,
+            document_len=document_len,
+            question_len=question_len,
+            output_len=output_len,
+            repeat_count=repeat_count,
+            repeat_mode=repeat_mode,  # type: ignore[arg-type]
+            seed=seed,
+        )
+
+    return build
+
+
+@workload_command(
+    app,
+    "file",
+    _run_workload,
+    synthetic=False,
+    examples=(
+        "infer bench file --dataset prompts.jsonl",
+        "infer bench file --dataset sharegpt.json -n 500 --shuffle -c 8",
+    ),
+)
+def file(
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            metavar="FILE",
+            help="JSONL ({'prompt'|'messages', 'max_tokens'} per line) or ShareGPT JSON. Required.",
             show_default=False,
-        ),
-    ],
-    url: Annotated[
-        str,
-        typer.Option(
-            "--url",
-            "-u",
-            envvar="INFER_URL",
-            help="Endpoint (server root or API base).",
-            rich_help_panel=_SERVER,
-        ),
-    ] = DEFAULT_URL,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            envvar="INFER_API_KEY",
-            help="Sent as Authorization: Bearer.",
-            show_default=False,
-            rich_help_panel=_SERVER,
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Model id (default: the first the endpoint lists).",
-            show_default=False,
-            rich_help_panel=_SERVER,
-        ),
-    ] = None,
-    endpoint: Annotated[
-        str,
-        typer.Option(
-            "--endpoint",
-            help="chat (/chat/completions) or completions (/completions).",
-            rich_help_panel=_SERVER,
-        ),
-    ] = "chat",
-    tokenize_url: Annotated[
-        str | None,
-        typer.Option(
-            "--tokenize-url",
-            help="Server whose POST /tokenize fits prompt lengths exactly (default: the "
-            "endpoint's own: vLLM, the simulator and the infer proxy have one).",
-            show_default=False,
-            rich_help_panel=_SERVER,
-        ),
-    ] = None,
-    concurrency: Annotated[
-        str | None,
-        typer.Option(
-            "--concurrency",
-            "-c",
-            metavar="N[,N...]",
-            help="Requests in flight; a list (1,2,4,8) runs a sweep. Default: 1, or no limit "
-            "with --rate.",
-            show_default=False,
-            rich_help_panel=_LOAD,
-        ),
-    ] = None,
-    rate: Annotated[
-        float | None,
-        typer.Option(
-            "--rate",
-            "-r",
-            help="Requests per second (default: as fast as --concurrency allows).",
-            show_default=False,
-            rich_help_panel=_LOAD,
-        ),
-    ] = None,
-    burstiness: Annotated[
-        float,
-        typer.Option(
-            "--burstiness",
-            help="Gamma shape of arrivals with --rate: 1 Poisson, <1 burstier.",
-            rich_help_panel=_LOAD,
-        ),
-    ] = 1.0,
-    num_requests: Annotated[
-        int | None,
-        typer.Option(
-            "--num-requests",
-            "-n",
-            help="Requests to send (default: the workload's own).",
-            show_default=False,
-            rich_help_panel=_LOAD,
-        ),
-    ] = None,
-    duration: Annotated[
-        float | None,
-        typer.Option(
-            "--duration",
-            "-d",
-            help="Stop sending after this many seconds (the workload repeats if it runs out).",
-            show_default=False,
-            rich_help_panel=_LOAD,
-        ),
-    ] = None,
-    warmup: Annotated[
-        int, typer.Option("--warmup", help="Unmeasured requests first.", rich_help_panel=_LOAD)
-    ] = 0,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", help="Seconds one request may take.", rich_help_panel=_LOAD),
-    ] = 300.0,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Seed of prompts and arrivals.", rich_help_panel=_LOAD)
-    ] = 0,
-    temperature: Annotated[
-        float | None,
-        typer.Option(
-            "--temperature",
-            help="Sampling temperature (default: the server's).",
-            show_default=False,
-            rich_help_panel=_LOAD,
-        ),
-    ] = None,
-    ignore_eos: Annotated[
-        bool | None,
-        typer.Option(
-            "--ignore-eos/--no-ignore-eos",
-            help="Generate exactly --output-len tokens (default: on, off for file).",
-            show_default=False,
-            rich_help_panel=_LOAD,
-        ),
-    ] = None,
-    slo: Annotated[
-        str | None,
-        typer.Option(
-            "--slo",
-            metavar="ttft=MS,tpot=MS,e2e=MS",
-            help="Objectives for goodput (requests that met them all, per second).",
-            show_default=False,
-            rich_help_panel=_LOAD,
-        ),
-    ] = None,
-    allowed_errors: Annotated[
-        str,
-        typer.Option(
-            "--max-errors",
-            help="Failed requests allowed before exit code 1 (3, or 5%).",
-            rich_help_panel=_LOAD,
-        ),
-    ] = "0",
-    engine_metrics: Annotated[
-        bool,
-        typer.Option(
-            "--engine-metrics/--no-engine-metrics",
-            help="Read the engine's counters from /metrics before and after.",
-            rich_help_panel=_LOAD,
-        ),
-    ] = True,
-    input_len: Annotated[
-        int | None,
-        typer.Option(
-            "--input-len",
-            help="Prompt tokens [1024; latency 128].",
-            show_default=False,
-            rich_help_panel=_RANDOM,
+            rich_help_panel=WORKLOAD,
         ),
     ] = None,
     output_len: Annotated[
         int | None,
         typer.Option(
             "--output-len",
-            help="Tokens to generate [128; shared-prefix, long-doc 32; "
-            "multi-turn 100; file: from the file].",
+            metavar="TOKENS",
+            help="Tokens to generate (default: each prompt's own from the file).",
             show_default=False,
-            rich_help_panel=_RANDOM,
-        ),
-    ] = None,
-    range_ratio: Annotated[
-        float,
-        typer.Option(
-            "--range-ratio", help="Lengths drawn from [L(1-r), L(1+r)].", rich_help_panel=_RANDOM
-        ),
-    ] = 0.0,
-    prefixes: Annotated[
-        int, typer.Option("--prefixes", help="Distinct shared prefixes.", rich_help_panel=_PREFIX)
-    ] = 4,
-    suffixes: Annotated[
-        int, typer.Option("--suffixes", help="Requests per prefix.", rich_help_panel=_PREFIX)
-    ] = 8,
-    prefix_len: Annotated[
-        int, typer.Option("--prefix-len", help="Tokens of each prefix.", rich_help_panel=_PREFIX)
-    ] = 1024,
-    suffix_len: Annotated[
-        int, typer.Option("--suffix-len", help="Tokens of each suffix.", rich_help_panel=_PREFIX)
-    ] = 64,
-    users: Annotated[
-        int, typer.Option("--users", help="Conversations.", rich_help_panel=_TURNS)
-    ] = 10,
-    rounds: Annotated[
-        int, typer.Option("--rounds", help="Turns per conversation.", rich_help_panel=_TURNS)
-    ] = 5,
-    system_len: Annotated[
-        int,
-        typer.Option(
-            "--system-len", help="Tokens of the shared system prompt.", rich_help_panel=_TURNS
-        ),
-    ] = 1000,
-    user_context_len: Annotated[
-        int,
-        typer.Option(
-            "--user-context-len", help="Tokens of each user's own context.", rich_help_panel=_TURNS
-        ),
-    ] = 2000,
-    question_len: Annotated[
-        int | None,
-        typer.Option(
-            "--question-len",
-            help="Tokens of each question \\[multi-turn 50; long-doc 32].",
-            show_default=False,
-            rich_help_panel=_TURNS,
-        ),
-    ] = None,
-    documents: Annotated[
-        int, typer.Option("--documents", help="Documents.", rich_help_panel=_DOCS)
-    ] = 8,
-    document_len: Annotated[
-        int, typer.Option("--document-len", help="Tokens per document.", rich_help_panel=_DOCS)
-    ] = 3000,
-    repeat_count: Annotated[
-        int,
-        typer.Option(
-            "--repeat-count", help="Queries per document in the query round.", rich_help_panel=_DOCS
-        ),
-    ] = 2,
-    repeat_mode: Annotated[
-        str,
-        typer.Option(
-            "--repeat-mode", help="Query order: tile, interleave or random.", rich_help_panel=_DOCS
-        ),
-    ] = "random",
-    dataset: Annotated[
-        Path | None,
-        typer.Option(
-            "--dataset",
-            help="JSONL ({'prompt'|'messages', 'max_tokens'}) or ShareGPT.",
-            show_default=False,
-            rich_help_panel=_FILE,
+            rich_help_panel=WORKLOAD,
         ),
     ] = None,
     shuffle: Annotated[
         bool,
         typer.Option(
-            "--shuffle", help="Shuffle the file's prompts (seeded).", rich_help_panel=_FILE
+            "--shuffle",
+            metavar=FLAG,
+            help="Shuffle the file's prompts (seeded).",
+            rich_help_panel=WORKLOAD,
         ),
     ] = False,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Write every request and the summary as JSON.",
-            show_default=False,
-            rich_help_panel=_OUT,
-        ),
-    ] = None,
-    csv_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--csv", help="Write one CSV row per request.", show_default=False, rich_help_panel=_OUT
-        ),
-    ] = None,
-    json_output: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Print the summary as JSON instead of tables.", rich_help_panel=_OUT
-        ),
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress on stderr.", rich_help_panel=_OUT)
-    ] = False,
-) -> None:
-    """Run a workload against an endpoint and report latency, throughput and cache hits."""
-    from infer_cli.bench import stats
-    from infer_cli.bench.service import BenchPlan
+) -> Build:
+    """Prompts from a file: each line's prompt or messages, or ShareGPT conversations. Sends
+    every prompt once unless -n or --duration says otherwise."""
+    from infer_cli.bench.workloads import file_workload
     from infer_cli.errors import UsageError
 
-    if workload not in WORKLOADS:
-        raise UsageError(
-            f"unknown workload {workload!r}", hint=f"choose one of {', '.join(WORKLOADS)}"
-        )
-    if endpoint not in ("chat", "completions"):
-        raise UsageError(f"--endpoint must be chat or completions, got {endpoint!r}")
-    if rate is not None and rate <= 0:
-        raise UsageError(f"--rate must be positive, got {rate:g}")
-    if burstiness <= 0:
-        raise UsageError(f"--burstiness must be positive, got {burstiness:g}")
-    if duration is not None and duration <= 0:
-        raise UsageError(f"--duration must be positive, got {duration:g}")
-    if timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {timeout:g}")
-    if warmup < 0:
-        raise UsageError(f"--warmup must be 0 or more, got {warmup}")
-    if num_requests is not None and num_requests < 1:
-        raise UsageError(f"--num-requests must be at least 1, got {num_requests}")
-    if repeat_mode not in ("tile", "interleave", "random"):
-        raise UsageError(f"--repeat-mode must be tile, interleave or random, got {repeat_mode!r}")
-    try:
-        objectives = stats.parse_slo(slo)
-    except ValueError as exc:
-        raise UsageError(f"--slo: {exc}") from None
-    max_errors(allowed_errors, 1)  # check the syntax now, before any request
-    levels: list[int | None] = list(_int_list(concurrency, "--concurrency")) if concurrency else []
-    if workload == "latency":
-        if any(level != 1 for level in levels) or rate is not None:
-            raise UsageError(
-                "latency runs one request at a time", hint="for load, use the random workload"
-            )
-        levels = [1]
-    if not levels:
-        levels = [None] if rate is not None else [1]
-    from infer_cli.bench.presets import builder
+    if dataset is None:
+        raise UsageError("the file workload needs --dataset FILE (JSONL or ShareGPT JSON)")
+    path = dataset
 
-    build = builder(
-        workload,
-        num_requests=num_requests,
-        input_len=input_len,
-        output_len=output_len,
-        range_ratio=range_ratio,
-        prefixes=prefixes,
-        suffixes=suffixes,
-        prefix_len=prefix_len,
-        suffix_len=suffix_len,
-        users=users,
-        rounds=rounds,
-        system_len=system_len,
-        user_context_len=user_context_len,
-        question_len=question_len,
-        documents=documents,
-        document_len=document_len,
-        repeat_count=repeat_count,
-        repeat_mode=repeat_mode,
-        dataset=dataset,
-        shuffle=shuffle,
-    )
-    build(seed)  # bad shapes and unreadable datasets fail here, before connecting
-    plan = BenchPlan(
-        url=url,
-        build=build,
-        api_key=api_key,
-        model=model,
-        endpoint="chat" if endpoint == "chat" else "completions",
-        tokenize_url=tokenize_url,
-        levels=tuple(levels),
-        rate=rate if rate is not None else math.inf,
-        burstiness=burstiness,
-        num_requests=num_requests,
-        duration=duration,
-        warmup=warmup,
-        timeout=timeout,
-        seed=seed,
-        temperature=temperature,
-        ignore_eos=ignore_eos,
-        slo=objectives,
-        engine_metrics=engine_metrics,
-    )
-    _execute(
-        plan,
-        output=output,
-        csv_path=csv_path,
-        json_output=json_output,
-        quiet=quiet,
-        allowed_errors=allowed_errors,
-    )
+    def build(seed: int, count: int | None) -> Any:
+        return file_workload(
+            path, num_requests=count, output_len=output_len, seed=seed, shuffle=shuffle
+        )
+
+    return build
 
 
 def _execute(
@@ -554,22 +496,65 @@ def _execute(
         )
 
 
-@app.command("compare")
+@app.command(
+    "compare",
+    cls=BenchCommand,
+    epilog="Examples:\n\n"
+    "infer bench compare before.json after.json\n\n"
+    "infer bench compare latency.json random.json --force --json",
+)
 def compare(
-    a: Annotated[Path, typer.Argument(help="Results of the baseline (--output of a run).")],
-    b: Annotated[Path, typer.Argument(help="Results to compare with it.")],
-    json_output: JsonOption = False,
+    a: Annotated[
+        Path,
+        typer.Argument(
+            metavar="A", help="Results of the baseline (--output of a run).", show_default=False
+        ),
+    ],
+    b: Annotated[
+        Path,
+        typer.Argument(metavar="B", help="Results to compare with it.", show_default=False),
+    ],
+    force: Annotated[
+        bool,
+        typer.Option("--force", metavar=FLAG, help="Compare runs whose workload or load differ."),
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", metavar=FLAG, help="Print the comparison as JSON.")
+    ] = False,
 ) -> None:
-    """Compare two saved results: each figure of a and b, and the change in percent."""
+    """Compare two saved results: their settings side by side, then each figure of A and B and
+    the change, coloured only when it is beyond the runs' own spread."""
     import json
 
     from infer_cli.bench import report
+    from infer_cli.bench.compare import as_json
+    from infer_cli.bench.compare import compare as compare_results
+    from infer_cli.errors import UsageError
 
-    first, second = report.read(a), report.read(b)
-    comparisons = report.compare(first, second)
+    result = compare_results(report.read(a), report.read(b))
+    differences = result.differences
+    if differences:
+        what = ", ".join(f"{s.name} {_shown(s.a)} vs {_shown(s.b)}" for s in differences)
+        if not force:
+            if not json_output:
+                from infer_cli.ui.bench_view import print_settings
+
+                print_settings(str(a), str(b), result)
+            raise UsageError(
+                f"{a} and {b} measured different things ({what})",
+                hint="--force compares them anyway",
+            )
+        result.warnings.insert(
+            0, f"the runs differ in {what}: a change may come from that, not from the server"
+        )
     if json_output:
-        typer.echo(json.dumps(report.comparison_json(a, b, comparisons), indent=2))
+        data = as_json(str(a), str(b), result, forced=force and bool(differences))
+        typer.echo(json.dumps(data, indent=2))
         return
     from infer_cli.ui.bench_view import print_comparison
 
-    print_comparison(str(a), str(b), comparisons)
+    print_comparison(str(a), str(b), result)
+
+
+def _shown(value: Any) -> str:
+    return "-" if value is None else str(value)

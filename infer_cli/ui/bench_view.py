@@ -14,7 +14,8 @@ from rich.text import Text
 from infer_cli.ui.console import escape, stderr, stdout
 
 if TYPE_CHECKING:
-    from infer_cli.bench.report import BenchResult, Comparison, RunResult
+    from infer_cli.bench.compare import CompareResult
+    from infer_cli.bench.report import BenchResult, RunResult
     from infer_cli.bench.runner import Progress
 
 PLAIN_PROGRESS_EVERY = 5.0
@@ -123,6 +124,10 @@ def print_result(result: BenchResult) -> None:
         + (f", profile {escape(str(server['profile']))}" if server.get("profile") else "")
     )
     stdout.print(f"[dim]{escape(params)}; prompt lengths {lengths}[/]")
+    load = result.load
+    if load.get("nonce"):
+        how = "from --seed" if load.get("seeded") else "fresh: shares no prompt with another run"
+        stdout.print(f"[dim]nonce {escape(str(load['nonce']))} ({how})[/]")
     for run in result.runs:
         print_run(run, heading=len(result.runs) > 1)
     if len(result.runs) > 1:
@@ -211,6 +216,8 @@ def print_run(run: RunResult, *, heading: bool) -> None:
             f"[yellow]note:[/] requests went out up to {lag['p99']:.0f} ms (p99) late: "
             "the load generator or a concurrency limit held them back"
         )
+    for warning in s.get("warnings") or ():
+        stdout.print(f"[yellow]warning:[/] {escape(str(warning))}")
     ttfts = [r.ttft * 1000 for r in run.records if r.ok and r.ttft is not None and not r.warmup]
     if len(ttfts) >= 2:
         stdout.print()
@@ -257,6 +264,15 @@ def print_cache(cache: dict[str, Any], engine: dict[str, Any] | None) -> None:
                     f"(n={part.get('requests')}, hit rate {_pct(part.get('hit_rate'))})",
                 )
             )
+    seen = cache.get("first_seen")
+    if seen:
+        rows.append(
+            (
+                "first-seen tokens cached",
+                f"{_pct(seen.get('hit_rate'))}  ({seen.get('cached_tokens')} of "
+                f"{seen.get('tokens')} tokens)",
+            )
+        )
     if cache.get("warm_over_cold_ttft") is not None:
         rows.append(("warm / cold TTFT (median)", f"{cache['warm_over_cold_ttft']:.2f}x"))
     if engine:
@@ -373,14 +389,49 @@ def sweep_chart(
     return text
 
 
-def print_comparison(a: str, b: str, comparisons: Sequence[Comparison]) -> None:
+def print_settings(a: str, b: str, result: CompareResult) -> None:
+    """The two runs' workload, load and server side by side; ≠ marks a difference."""
     stdout.print(f"[bold]a[/] = {escape(a)}\n[bold]b[/] = {escape(b)}")
-    for comparison in comparisons:
-        table = _table(comparison.label if len(comparisons) > 1 else None)
-        table.add_column("metric")
+    table = _table()
+    for column in ("setting", "a", "b", ""):
+        table.add_column(column)
+    for setting in result.settings:
+        mark = ""
+        if setting.differs:
+            mark = "[yellow]≠ differs[/]" if setting.material else "[dim]≠[/]"
+        table.add_row(
+            escape(setting.name), escape(_value(setting.a)), escape(_value(setting.b)), mark
+        )
+    stdout.print()
+    stdout.print(table)
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return (
+            ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+            or "-"
+        )
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def print_comparison(a: str, b: str, result: CompareResult) -> None:
+    from infer_cli.bench.compare import CONFIDENCE, RESAMPLES
+
+    print_settings(a, b, result)
+    if result.levels_left_out:
+        stdout.print("\n[yellow]levels left out:[/] " + escape(", ".join(result.levels_left_out)))
+    for comparison in result.comparisons:
+        table = _table(f"\n{comparison.label}" if len(result.comparisons) > 1 else None)
+        table.add_column("figure")
         table.add_column("a", justify="right")
         table.add_column("b", justify="right")
         table.add_column("change", justify="right")
+        table.add_column("vs spread")
         for change in comparison.changes:
             if change.change is None:
                 delta = Text("-")
@@ -388,12 +439,24 @@ def print_comparison(a: str, b: str, comparisons: Sequence[Comparison]) -> None:
                 style = "" if change.better is None else ("green" if change.better else "red")
                 unit = " pp" if change.unit == "pp" else "%"
                 delta = Text(f"{change.change:+.1f}{unit}", style=style)
+            judged = {True: "beyond", False: "within", None: ""}[change.beyond_spread]
             rate = "rate" in change.metric
             table.add_row(
                 change.metric,
                 _pct(change.a) if rate else _num(change.a),
                 _pct(change.b) if rate else _num(change.b),
                 delta,
+                Text(judged, style="dim" if change.beyond_spread is False else ""),
             )
         stdout.print()
         stdout.print(table)
+        if comparison.left_out:
+            stdout.print("[yellow]left out:[/] " + escape(", ".join(comparison.left_out)))
+    stdout.print(
+        "\n[dim]A change is coloured only when it is beyond the runs' own spread: when the\n"
+        f"{CONFIDENCE:.0%} percentile-bootstrap interval of b - a ({RESAMPLES} resamples of each\n"
+        "run's requests) leaves out 0. Throughput and engine figures, one number per run,\n"
+        "are not judged.[/]"
+    )
+    for warning in result.warnings:
+        stdout.print(f"[yellow]warning:[/] {escape(warning)}")
