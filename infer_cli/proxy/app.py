@@ -56,6 +56,7 @@ def create_app(
     from infer_cli.proxy.handlers import install_error_handlers
     from infer_cli.proxy.health import health_router
     from infer_cli.proxy.models import models_router
+    from infer_cli.proxy.openapi import install as install_openapi
     from infer_cli.proxy.stats import stats_router
 
     store = GenerationStore(config.generations_kept)
@@ -87,6 +88,7 @@ def create_app(
     )
     app.state.proxy = context
     install_error_handlers(app)
+    install_openapi(app)  # errors documented in the proxy's shape, no FastAPI 422
     # Before the guards, so that it runs inside them (each middleware added wraps the ones before).
     app.add_middleware(CompletionsFastPath, handlers=completion_handlers(context))
     install_guards(app, context, guards or GuardConfig())

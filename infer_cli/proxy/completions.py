@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -26,29 +25,16 @@ from infer_cli.proxy.exchange import Exchange
 from infer_cli.proxy.forward import PREFIXES, not_ready, read_body
 from infer_cli.proxy.limits import reserve_tokens
 from infer_cli.proxy.models import context_length_of
+from infer_cli.proxy.openapi import completion_responses, request_body
 from infer_cli.proxy.payload import CHAT, TEXT, Endpoint, Prepared, default_max_tokens, prepare
 from infer_cli.proxy.relay import RelayResponse
 from infer_cli.proxy.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
     CompletionRequest,
-    ErrorResponse,
     TextCompletion,
 )
 from infer_cli.proxy.upstream import UpstreamRequest, request_headers
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in (
-        (400, "Invalid request (JSON, fields, ranges, max_tokens)"),
-        (404, "Unknown model"),
-        (408, "The engine did not answer in time"),
-        (413, "Request body too large"),
-        (502, "The engine is down or answered with something invalid"),
-        (503, "The engine is not ready (Retry-After)"),
-    )
-}
-
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -73,8 +59,8 @@ def completions_router(context: ProxyContext) -> APIRouter:
                     " keep-alive comments, the usage chunk last, then `data: [DONE]`."
                 ),
                 response_model=None,
-                responses={200: {"model": answer}, **_ERRORS},
-                openapi_extra=_request_body(request_model),
+                responses=completion_responses(answer),
+                openapi_extra=request_body(request_model, context.info),
                 operation_id=f"{endpoint.path.replace('/', '_')}{prefix.replace('/', '_')}",
             )
     return router
@@ -204,12 +190,3 @@ def _json_headers(request: Request) -> list[tuple[bytes, bytes]]:
     headers = [(name, value) for name, value in request.headers.raw if name != b"content-type"]
     headers.append((b"content-type", b"application/json"))
     return headers
-
-
-def _request_body(model: type[Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }

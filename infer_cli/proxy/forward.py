@@ -24,7 +24,7 @@ from fastapi import APIRouter
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from infer_cli.proxy import errors
+from infer_cli.proxy import errors, openapi
 from infer_cli.proxy.accounting import prompt_size
 from infer_cli.proxy.bounds import check_messages, check_shape
 from infer_cli.proxy.context import ProxyContext
@@ -41,16 +41,32 @@ its prefixes."""
 
 
 def forward_router(context: ProxyContext) -> APIRouter:
+    from infer_cli.proxy.schemas import (
+        DetokenizeAnswer,
+        DetokenizeRequest,
+        TokenizeAnswer,
+        TokenizeRequest,
+    )
+
     router = APIRouter()
-    for name in ROOT_PATHS:
+    for name, request, answer, summary in (
+        ("tokenize", TokenizeRequest, TokenizeAnswer, "The engine's token count and ids"),
+        ("detokenize", DetokenizeRequest, DetokenizeAnswer, "The engine's text of token ids"),
+    ):
         handler = engine_route(context, name)
         for prefix in ("", *PREFIXES):
             router.add_api_route(
                 f"{prefix}/{name}",
                 handler,
                 methods=["POST"],
-                include_in_schema=False,
+                summary=summary,
                 response_model=None,
+                responses={
+                    200: {"model": answer},
+                    **openapi.errors(400, 404, *openapi.LIMITED, *openapi.ENGINE),
+                },
+                openapi_extra=openapi.request_body(request, context.info),
+                operation_id=f"{name}{prefix.replace('/', '_')}",
             )
     return router
 
@@ -71,6 +87,8 @@ def engine_route(context: ProxyContext, name: str) -> Callable[[Request], Awaita
         tokens = _check_tokenize(payload) if name == "tokenize" else _check_detokenize(payload)
         requested = payload.get("model")
         info = context.info
+        if requested is not None and not isinstance(requested, str):
+            raise ProxyError(400, "'model' must be a string (the served model's name)")
         if requested is not None and not info.accepts(requested):
             raise ProxyError(
                 404,
@@ -107,7 +125,9 @@ def _check_tokenize(payload: dict[str, Any]) -> int:
     from infer_cli.proxy.schemas import check_messages
 
     messages = payload.get("messages")
-    if messages is not None:
+    if messages is None:
+        payload.pop("messages", None)  # null is no messages (the engine would take it for some)
+    else:
         if not isinstance(messages, list) or not messages:
             raise ProxyError(400, "messages must be a non-empty list of message objects")
         if not all(isinstance(message, dict) for message in messages):
@@ -126,9 +146,13 @@ def _check_detokenize(payload: dict[str, Any]) -> int:
     """A ``/detokenize`` request's token count, or 400: ``tokens``, a list of token ids."""
     tokens = payload.get("tokens")
     if not isinstance(tokens, list) or not all(
-        isinstance(token, int) and not isinstance(token, bool) and token >= 0 for token in tokens
+        (isinstance(token, int) or (isinstance(token, float) and token.is_integer()))
+        and not isinstance(token, bool)
+        and token >= 0
+        for token in tokens
     ):
         raise ProxyError(400, "send 'tokens': a list of token ids (integers from 0)")
+    payload["tokens"] = [int(token) for token in tokens]  # 2.0 is 2, as JSON Schema says
     return len(tokens)
 
 

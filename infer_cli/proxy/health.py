@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse
 from infer_cli import __version__
 from infer_cli.proxy.context import ProxyContext
 from infer_cli.proxy.errors import RETRY_AFTER_SECONDS
+from infer_cli.proxy.openapi import errors
+from infer_cli.proxy.schemas import Health
 from infer_cli.proxy.state import UpstreamState, scrub
 
 
@@ -47,7 +49,21 @@ def health_router(context: ProxyContext) -> APIRouter:
     router = APIRouter()
 
     @router.head("/health", include_in_schema=False)
-    @router.get("/health", summary="Proxy and engine health")
+    @router.get(
+        "/health",
+        summary="Proxy and engine health",
+        response_model=None,
+        responses={
+            200: {"model": Health, "description": "The engine is ready"},
+            503: {
+                "model": Health,
+                "description": "The engine starts, restarts, has failed or is stopped: `detail`"
+                " says why; `Retry-After` when to ask again",
+                "headers": {"Retry-After": {"schema": {"type": "string"}}},
+            },
+            **errors(401, described={401: "No or an unknown API key, with proxy.protect_health"}),
+        },
+    )
     async def health() -> JSONResponse:
         body = health_body(context)
         if context.state.ready:

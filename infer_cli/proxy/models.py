@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 
 from infer_cli.proxy import listing
 from infer_cli.proxy.context import ProxyContext
+from infer_cli.proxy.openapi import KEYED, errors
 from infer_cli.proxy.schemas import OpenAIModelList, ProviderListing
 
 log = logging.getLogger("infer.proxy")
@@ -27,7 +28,7 @@ def models_router(context: ProxyContext) -> APIRouter:
         "/api/v1/models",
         summary="OpenRouter provider listing",
         response_model=None,
-        responses={200: {"model": ProviderListing}},
+        responses={200: {"model": ProviderListing}, **errors(400, *KEYED)},
     )
     async def provider_models(
         schema_version: Literal["2.4"] | None = Query(
@@ -43,7 +44,7 @@ def models_router(context: ProxyContext) -> APIRouter:
         "/v1/models",
         summary="OpenAI model list",
         response_model=None,
-        responses={200: {"model": OpenAIModelList}},
+        responses={200: {"model": OpenAIModelList}, **errors(*KEYED)},
     )
     async def openai_models() -> JSONResponse:
         context_length = await context_length_of(context)

@@ -138,6 +138,9 @@ class RelayResponse(Response):
                 waited = time.monotonic() - sent_at
                 await self._relay_completion(scope, receive, send, response, waited)
                 return
+            if not response.is_success:  # the engine's error, in the proxy's shape and statuses
+                await self._answer_error(scope, receive, send, await engine_error(response))
+                return
             await self._relay_response(send, response, time.monotonic() - sent_at)
         except UpstreamStreamError as error:
             # The status line is gone; ending the body cleanly would look like success. Leaving the
@@ -313,6 +316,16 @@ def _with_sse_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, b
     present = {name for name, _ in headers}
     extra = [(name, value) for name, value in _SSE_HEADERS[1:] if name not in present]
     return headers + extra
+
+
+async def engine_error(response: httpx.Response) -> ProxyError:
+    """The engine's error answer on a relayed route, as the proxy's error."""
+    from infer_cli.proxy.exchange import client_status
+
+    status = response.status_code
+    return ProxyError(
+        client_status(status), await error_message(response), metadata={"upstream_status": status}
+    )
 
 
 async def _close_upstream(pending: asyncio.Future[httpx.Response]) -> None:

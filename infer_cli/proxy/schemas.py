@@ -8,9 +8,23 @@ included), so the models check types and ranges and allow everything else. Reque
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from infer_cli.proxy.state import EngineStatus
+
+
+def _whole(value: object) -> object:
+    """A JSON number without a fraction (``2.0``) as the integer it is (JSON Schema, vLLM)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WHOLE = BeforeValidator(_whole)
+"""``Annotated[int, Field(...), WHOLE]``: an integer, also written ``2.0``; never a string or a
+boolean (the models are strict). Bounds go before it, or the OpenAPI document loses them."""
+Integer = Annotated[int, WHOLE]
 
 
 class _Open(BaseModel):
@@ -24,22 +38,22 @@ class _SamplingRequest(BaseModel):
         default=None, description="The served model name (or one of its aliases); default: it"
     )
     stream: bool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Annotated[int, Field(ge=1), WHOLE] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1), WHOLE] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=-1)
+    top_k: Annotated[int, Field(ge=-1), WHOLE] | None = None
     min_p: float | None = Field(default=None, ge=0, le=1)
     top_a: float | None = Field(default=None, ge=0, le=1, description="Accepted and ignored")
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     repetition_penalty: float | None = Field(default=None, gt=0, le=2)
-    seed: int | None = None
+    seed: Integer | None = None
     stop: str | list[str] | None = None
-    n: int | None = Field(default=None, ge=1)
+    n: Annotated[int, Field(ge=1), WHOLE] | None = None
     logit_bias: dict[str, float] | None = None
-    logprobs: bool | int | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    logprobs: bool | Integer | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20), WHOLE] | None = None
     user: str | None = None
     stream_options: dict[str, Any] | None = None
     # OpenRouter-only fields: accepted, never sent to the engine.
@@ -108,10 +122,39 @@ def _check_content(index: int, content: object) -> None:
             )
 
 
+def message_json_schema(part_types: Iterable[str] = CONTENT_PART_TYPES) -> dict[str, Any]:
+    """The JSON schema of one chat message as :func:`check_messages` takes it, with content parts
+    of ``part_types`` (for the OpenAPI document: the validation is :func:`check_messages`)."""
+    others = [kind for kind in part_types if kind != "text"]
+    parts: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "required": ["type", "text"],
+            "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+        }
+    ]
+    if others:
+        parts.append(
+            {"type": "object", "required": ["type"], "properties": {"type": {"enum": others}}}
+        )
+    content = [
+        {"type": "string"},
+        {"type": "null"},
+        {"type": "array", "items": parts[0] if len(parts) == 1 else {"anyOf": parts}},
+    ]
+    return {
+        "type": "object",
+        "required": ["role"],
+        "properties": {"role": {"enum": list(MESSAGE_ROLES)}, "content": {"anyOf": content}},
+    }
+
+
 class ChatCompletionRequest(_SamplingRequest):
     """``POST /v1/chat/completions``: OpenAI's chat request plus OpenRouter's extra fields."""
 
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[dict[str, Any]] = Field(
+        min_length=1, json_schema_extra={"items": message_json_schema()}
+    )
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -123,10 +166,17 @@ class ChatCompletionRequest(_SamplingRequest):
         return messages
 
 
+_Text = Annotated[str, Field(min_length=1)]
+_Tokens = Annotated[list[Annotated[int, Field(ge=0), WHOLE]], Field(min_length=1)]
+_TokenLists = Annotated[list[_Tokens], Field(min_length=1)]
+
+
 class CompletionRequest(_SamplingRequest):
     """``POST /v1/completions``: OpenAI's (legacy) text completion request."""
 
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: _Text | Annotated[list[_Text], Field(min_length=1)] | _Tokens | _TokenLists = Field(
+        description="Text, token ids, or a batch of either; never empty (vLLM refuses that)"
+    )
     echo: bool | None = None
     suffix: str | None = None
 
@@ -198,7 +248,11 @@ class ErrorDetail(_Open):
     code: int = Field(description="The HTTP status")
     message: str
     type: str = Field(description="OpenAI-style error type")
-    metadata: dict[str, Any] = Field(description="error_type and details")
+    metadata: ErrorMetadata
+
+
+class ErrorMetadata(_Open):
+    error_type: str = Field(description="OpenRouter's typed error: invalid_request, timeout, ...")
 
 
 class ErrorResponse(BaseModel):
@@ -229,9 +283,36 @@ class ProviderModel(_Open):
     supported_features: list[str]
 
 
+class TokenPrice(_Open):
+    type: str = Field(description="prompt, cached_prompt, completion or request")
+    unit: str
+    cost_usd: str = Field(description="USD per unit, a plain decimal string")
+
+
+class Modality(_Open):
+    type: str = Field(description="text, image, ...")
+    pricing: list[TokenPrice] | None = None
+
+
+class ProviderModelV24(_Open):
+    """OpenRouter's ``schema_version`` 2.4 model document: modalities own limits and prices."""
+
+    schema_version: Literal["2.4"]
+    id: str
+    name: str
+    hugging_face_id: str
+    created: int
+    description: str
+    quantization: str
+    input_modalities: list[Modality]
+    output_modalities: list[Modality]
+    supported_features: list[str]
+    pricing: list[TokenPrice] | None = Field(default=None, description="Per-request prices")
+
+
 class ProviderListing(BaseModel):
     object: Literal["list"] = "list"
-    data: list[ProviderModel] = Field(
+    data: list[ProviderModel] | list[ProviderModelV24] = Field(
         description="The flat format; with ?schema_version=2.4 the 2.4 model documents instead"
     )
 
@@ -278,3 +359,60 @@ class GenerationStats(BaseModel):
 
 class GenerationStatsResponse(BaseModel):
     data: GenerationStats
+
+
+class LastRestart(_Open):
+    reason: str = Field(description="Why, quoted from the log, without internal addresses")
+    at: float = Field(description="Unix time")
+
+
+class Health(_Open):
+    """``GET /health``: 200 when the engine is ready, 503 (with ``Retry-After``) otherwise."""
+
+    status: Literal["ok", "unavailable"]
+    model: str
+    profile: str | None
+    engine: EngineStatus
+    uptime: float = Field(description="Seconds since the proxy started")
+    version: str
+    restarts: int = Field(ge=0, description="Engine restarts so far")
+    last_restart: LastRestart | None = Field(default=None, description="After the first restart")
+    detail: str | None = Field(default=None, description="Why it is not ready, in words")
+
+
+class TokenizeRequest(_Open):
+    """``POST /tokenize``: vLLM's request, ``prompt`` or ``messages`` (which wins)."""
+
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[dict[str, Any]] | None = Field(
+        default=None, min_length=1, json_schema_extra={"items": message_json_schema()}
+    )
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+            ]
+        },
+    )
+
+
+class DetokenizeRequest(_Open):
+    """``POST /detokenize``: vLLM's request."""
+
+    model: str | None = None
+    tokens: list[Annotated[int, Field(ge=0), WHOLE]]
+
+
+class TokenizeAnswer(_Open):
+    count: int
+    max_model_len: int
+    tokens: list[int]
+    token_strs: list[str] | None = None
+
+
+class DetokenizeAnswer(_Open):
+    prompt: str

@@ -17,8 +17,9 @@ from starlette.responses import JSONResponse
 from infer_cli.proxy.context import ProxyContext
 from infer_cli.proxy.errors import ProxyError
 from infer_cli.proxy.generations import GenerationRecord
+from infer_cli.proxy.openapi import KEYED, errors
 from infer_cli.proxy.pricing import number
-from infer_cli.proxy.schemas import ErrorResponse, GenerationStatsResponse
+from infer_cli.proxy.schemas import GenerationStatsResponse
 
 PROVIDER_NAME = "infer"
 
@@ -32,7 +33,7 @@ def stats_router(context: ProxyContext) -> APIRouter:
         response_model=None,
         responses={
             200: {"model": GenerationStatsResponse},
-            404: {"model": ErrorResponse, "description": "Unknown or forgotten id"},
+            **errors(400, 404, *KEYED, described={404: "Unknown or forgotten id"}),
         },
     )
     async def generation(
