@@ -224,6 +224,14 @@ def test_each_workload_has_its_own_help(workload: str) -> None:
     assert "Examples:" in text and f"infer bench {workload}" in text.split("Examples:")[1]
 
 
+def test_compare_help_names_its_arguments_plainly() -> None:
+    result = CliRunner().invoke(app, ["bench", "compare", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "Usage: infer bench compare [OPTIONS] A B" in result.stdout
+    assert "<path>" not in result.stdout and "<bool>" not in result.stdout
+    assert "--force" in result.stdout and "Examples:" in result.stdout
+
+
 def test_old_spelling_bench_run_still_works() -> None:
     result = CliRunner().invoke(app, ["bench", "run", "random", "--help"])
     assert result.exit_code == 0 and "Usage: infer bench random [OPTIONS]" in result.stdout

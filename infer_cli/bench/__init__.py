@@ -7,6 +7,7 @@ Layers, each importing only those above it: :mod:`~infer_cli.bench.workloads` an
 :mod:`~infer_cli.bench.stream` (reading one answer) and :mod:`~infer_cli.bench.runner`
 (sending), :mod:`~infer_cli.bench.tokens` (prompt lengths in real
 tokens), :mod:`~infer_cli.bench.engine_metrics` (Prometheus deltas), :mod:`~infer_cli.bench.report`
-(JSON, CSV, compare) and :mod:`~infer_cli.bench.service` (one call for the command line). Nothing
-here imports rich or typer.
+(JSON, CSV), :mod:`~infer_cli.bench.compare` (two results, judged by their own spread) and
+:mod:`~infer_cli.bench.service` (one call for the command line). Nothing here imports rich or
+typer.
 """

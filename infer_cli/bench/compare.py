@@ -21,13 +21,14 @@ from typing import Any
 
 from infer_cli.bench.records import RequestRecord
 from infer_cli.bench.report import BenchResult, RunResult
-from infer_cli.bench.stats import first_seen_hits, hit_rate, percentile
+from infer_cli.bench.stats import first_seen_part, percentile
 from infer_cli.errors import UsageError
 
 RESAMPLES = 1000
 CONFIDENCE = 0.99
-MAX_RESAMPLED_VALUES = 4_000_000
-"""Fewer resamples for figures over very many values (ITL), to keep compare quick."""
+MIN_RESAMPLES = 200
+MAX_RESAMPLED_REQUESTS = 400_000
+"""Fewer resamples (down to :data:`MIN_RESAMPLES`) for runs of very many requests."""
 
 HIGHER, LOWER = "higher", "lower"
 
@@ -37,25 +38,52 @@ MATERIAL_LOAD += ("temperature", "ignore_eos")
 INCIDENTAL_LOAD = ("warmup", "timeout", "seed", "slo_ms")
 SERVER = ("url", "model", "profile")
 
-Statistic = Callable[[Sequence[RequestRecord]], float | None]
+
+Key = tuple[str, str | None]
+KEYS: tuple[Key, ...] = (("ttft", None), ("tpot", None), ("e2e", None))
+KEYS += (("ttft", "cold"), ("ttft", "warm"))
 
 
-def _values(metric: str) -> Callable[[Sequence[RequestRecord]], list[float]]:
-    def pick(records: Sequence[RequestRecord]) -> list[float]:
-        if metric == "itl":
-            return sorted(gap * 1000 for r in records for gap in r.itls)
-        found = (getattr(r, metric) for r in records)
-        return sorted(value * 1000 for value in found if value is not None)
+@dataclass(frozen=True)
+class Sample:
+    """One side's successful requests as columns: each latency's values in milliseconds,
+    sorted, and (cached, prompt) and (first-seen, of them cached) token pairs."""
 
-    return pick
+    values: dict[Key, list[float]]
+    hits: list[tuple[int, int]]
+    seen: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, records: Sequence[RequestRecord]) -> Sample:
+        values: dict[Key, list[float]] = {}
+        for metric, cache in KEYS:
+            chosen = (r for r in records if cache is None or r.cache == cache)
+            found = (getattr(r, metric) for r in chosen)
+            values[(metric, cache)] = sorted(v * 1000 for v in found if v is not None)
+        hits = [
+            (r.cached_tokens, r.prompt_tokens)
+            for r in records
+            if r.prompt_tokens and r.cached_tokens is not None
+        ]
+        seen = [part for r in records if (part := first_seen_part(r)) is not None]
+        return cls(values, hits, seen)
+
+    def resample(self, rng: random.Random) -> Sample:
+        """As many draws with replacement as there are of each column."""
+        values = {
+            key: sorted(rng.choices(v, k=len(v))) if v else v for key, v in self.values.items()
+        }
+        hits = rng.choices(self.hits, k=len(self.hits)) if self.hits else []
+        seen = rng.choices(self.seen, k=len(self.seen)) if self.seen else []
+        return Sample(values, hits, seen)
+
+
+Statistic = Callable[[Sample], float | None]
 
 
 def _stat(metric: str, statistic: str, cache: str | None = None) -> Statistic:
-    pick = _values(metric)
-
-    def compute(records: Sequence[RequestRecord]) -> float | None:
-        chosen = [r for r in records if r.cache == cache] if cache else records
-        values = pick(chosen)
+    def compute(sample: Sample) -> float | None:
+        values = sample.values[(metric, cache)]
         if not values:
             return None
         if statistic == "mean":
@@ -65,13 +93,17 @@ def _stat(metric: str, statistic: str, cache: str | None = None) -> Statistic:
     return compute
 
 
-def _hit_rate(records: Sequence[RequestRecord]) -> float | None:
-    return hit_rate(records)[0]
+def _ratio(pairs: list[tuple[int, int]], part: int, whole: int) -> float | None:
+    total = sum(pair[whole] for pair in pairs)
+    return sum(pair[part] for pair in pairs) / total if total else None
 
 
-def _first_seen_rate(records: Sequence[RequestRecord]) -> float | None:
-    found = first_seen_hits(records)
-    return None if found is None else found["hit_rate"]
+def _hit_rate(sample: Sample) -> float | None:
+    return _ratio(sample.hits, 0, 1)
+
+
+def _first_seen_rate(sample: Sample) -> float | None:
+    return _ratio(sample.seen, 1, 0)
 
 
 @dataclass(frozen=True)
@@ -80,7 +112,8 @@ class Figure:
     path: tuple[str, ...]
     direction: str
     statistic: Statistic | None = None
-    """The figure recomputed from a run's requests (for its spread); ``None``: one per run."""
+    """The figure recomputed from a run's requests (for its spread); ``None``: not judged (one
+    number per run; ITL, many correlated gaps per request, which TPOT sums up per request)."""
 
 
 FIGURES: tuple[Figure, ...] = (
@@ -92,8 +125,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("TTFT p99 ms", ("latency_ms", "ttft", "p99"), LOWER, _stat("ttft", "p99")),
     Figure("TPOT median ms", ("latency_ms", "tpot", "median"), LOWER, _stat("tpot", "median")),
     Figure("TPOT p99 ms", ("latency_ms", "tpot", "p99"), LOWER, _stat("tpot", "p99")),
-    Figure("ITL median ms", ("latency_ms", "itl", "median"), LOWER, _stat("itl", "median")),
-    Figure("ITL p99 ms", ("latency_ms", "itl", "p99"), LOWER, _stat("itl", "p99")),
+    Figure("ITL median ms", ("latency_ms", "itl", "median"), LOWER),
+    Figure("ITL p99 ms", ("latency_ms", "itl", "p99"), LOWER),
     Figure("E2E median ms", ("latency_ms", "e2e", "median"), LOWER, _stat("e2e", "median")),
     Figure("E2E p99 ms", ("latency_ms", "e2e", "p99"), LOWER, _stat("e2e", "p99")),
     Figure("cache hit rate", ("cache", "hit_rate"), HIGHER, _hit_rate),
@@ -272,6 +305,7 @@ def compare_runs(
     sb = {**b.summary, "engine": b.engine or {}}
     done_a = [r for r in a.records if r.ok and not r.warmup]
     done_b = [r for r in b.records if r.ok and not r.warmup]
+    spreads = bootstrap(FIGURES, done_a, done_b, resamples, rng)
     changes, left_out = [], []
     for figure in FIGURES:
         va, vb = lookup(sa, figure.path), lookup(sb, figure.path)
@@ -284,9 +318,7 @@ def compare_runs(
         change = None
         if points or va != 0:
             change = (vb - va) * 100 if points else (vb - va) / abs(va) * 100
-        spread = None
-        if figure.statistic is not None:
-            spread = bootstrap(figure.statistic, done_a, done_b, resamples, rng)
+        spread = spreads.get(figure.name)
         beyond = None if spread is None else not (spread[0] <= 0 <= spread[1])
         better = None
         if beyond and va != vb:
@@ -297,29 +329,35 @@ def compare_runs(
 
 
 def bootstrap(
-    statistic: Statistic,
+    figures: Sequence[Figure],
     a: Sequence[RequestRecord],
     b: Sequence[RequestRecord],
     resamples: int,
     rng: random.Random,
-) -> tuple[float, float] | None:
-    """The 99% percentile-bootstrap interval of ``statistic(b) - statistic(a)``, resampling
-    each side's requests with replacement (``None`` with fewer than two requests a side)."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    values = sum(max(1, len(r.chunks)) for r in (*a, *b))
-    rounds = max(50, min(resamples, MAX_RESAMPLED_VALUES // values))
-    differences = []
+) -> dict[str, tuple[float, float]]:
+    """Per judged figure, the percentile-bootstrap interval (:data:`CONFIDENCE`) of
+    ``figure(b) - figure(a)``, resampling each side's requests with replacement; a figure
+    without two requests a side, or undefined in most resamples, gets none."""
+    judged = [f for f in figures if f.statistic is not None]
+    if len(a) < 2 or len(b) < 2 or not judged:
+        return {}
+    rounds = max(MIN_RESAMPLES, min(resamples, MAX_RESAMPLED_REQUESTS // (len(a) + len(b))))
+    differences: dict[str, list[float]] = {f.name: [] for f in judged}
+    whole_a, whole_b = Sample.of(a), Sample.of(b)
     for _ in range(rounds):
-        x = statistic(rng.choices(a, k=len(a)))
-        y = statistic(rng.choices(b, k=len(b)))
-        if x is not None and y is not None:
-            differences.append(y - x)
-    if len(differences) < rounds // 2:
-        return None
-    differences.sort()
+        x, y = whole_a.resample(rng), whole_b.resample(rng)
+        for figure in judged:
+            assert figure.statistic is not None
+            first, second = figure.statistic(x), figure.statistic(y)
+            if first is not None and second is not None:
+                differences[figure.name].append(second - first)
     tail = (1 - CONFIDENCE) / 2 * 100
-    return percentile(differences, tail), percentile(differences, 100 - tail)
+    out = {}
+    for name, found in differences.items():
+        if len(found) >= rounds // 2:
+            found.sort()
+            out[name] = (percentile(found, tail), percentile(found, 100 - tail))
+    return out
 
 
 def as_json(a: str, b: str, result: CompareResult, *, forced: bool) -> dict[str, Any]:

@@ -174,23 +174,26 @@ def summarize(
     return summary
 
 
+def first_seen_part(record: RequestRecord) -> tuple[int, int] | None:
+    """(first-seen tokens, those of them cached) of one request whose usage gave both counts."""
+    if record.first_seen is None or not record.prompt_tokens or record.cached_tokens is None:
+        return None
+    new = min(record.first_seen, record.prompt_tokens)
+    if new <= 0:
+        return None
+    return new, min(new, max(0, record.cached_tokens - (record.prompt_tokens - new)))
+
+
 def first_seen_hits(records: Iterable[RequestRecord]) -> dict[str, Any] | None:
     """Hits on the tokens a run sent for the first time, which only an earlier run (or other
     traffic) can explain: per request, cached tokens beyond the prompt's part sent before."""
-    requests = tokens = cached = 0
-    for record in records:
-        if record.first_seen is None or not record.prompt_tokens or record.cached_tokens is None:
-            continue
-        new = min(record.first_seen, record.prompt_tokens)
-        if new <= 0:
-            continue
-        requests += 1
-        tokens += new
-        cached += min(new, max(0, record.cached_tokens - (record.prompt_tokens - new)))
+    parts = [part for record in records if (part := first_seen_part(record)) is not None]
+    tokens = sum(new for new, _ in parts)
     if not tokens:
         return None
+    cached = sum(hit for _, hit in parts)
     return {
-        "requests": requests,
+        "requests": len(parts),
         "tokens": tokens,
         "cached_tokens": cached,
         "hit_rate": _round(cached / tokens),

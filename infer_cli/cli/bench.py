@@ -499,6 +499,8 @@ def _execute(
 @app.command(
     "compare",
     cls=BenchCommand,
+    help="Compare two saved results: their settings side by side, then each figure of A and B "
+    "and the change, coloured only when it is beyond the runs' own spread.",
     epilog="Examples:\n\n"
     "infer bench compare before.json after.json\n\n"
     "infer bench compare latency.json random.json --force --json",
@@ -522,8 +524,6 @@ def compare(
         bool, typer.Option("--json", metavar=FLAG, help="Print the comparison as JSON.")
     ] = False,
 ) -> None:
-    """Compare two saved results: their settings side by side, then each figure of A and B and
-    the change, coloured only when it is beyond the runs' own spread."""
     import json
 
     from infer_cli.bench import report

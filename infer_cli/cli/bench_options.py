@@ -287,8 +287,27 @@ def _parameters(*templates: Callable[..., Any]) -> list[inspect.Parameter]:
     ]
 
 
+def _no_type(ctx: Any = None) -> None:
+    return None
+
+
 class BenchCommand(TyperCommand):
-    """A bench command whose ``--help`` shows no type."""
+    """A bench command whose help shows plain names: ``A B`` for arguments (no braces, no
+    type), nothing after a flag such as ``--help``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.param_type_name == "argument":
+                setattr(param, "display_type_rich", _no_type)  # noqa: B010 (an instance's own)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar or (param.name or "").upper()
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)
@@ -366,7 +385,7 @@ def workload_command(
             run(name, build, values)
 
         command.__signature__ = inspect.Signature([*mine, *shared])  # type: ignore[attr-defined]
-        doc = inspect.getdoc(own) or ""
+        doc = " ".join((inspect.getdoc(own) or "").split())
         epilog = "Examples:\n\n" + "\n\n".join(examples)
         cls = type(f"{own.__name__}_command", (WorkloadCommand,), {"hint": hint})
         app.command(name, help=doc, epilog=epilog, cls=cls)(command)
