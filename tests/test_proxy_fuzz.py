@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import HypothesisException
@@ -46,8 +47,8 @@ from infer_cli.sim import server as sim_server
 
 KEY = "fuzz-client-key"
 ENGINE_KEY = "fuzz-engine-key"
-EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
-"""Examples per operation and mode: ~30 s for both proxies on two cores."""
+EXAMPLES = {GenerationMode.POSITIVE: 16, GenerationMode.NEGATIVE: 10}
+"""Examples per operation and mode: ~25 s per proxy on two cores."""
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -233,6 +234,8 @@ EVERY_ROUTE = {
 
 
 def test_every_operation_of_the_open_proxy_answers_as_documented(served: Served) -> None:
+    document = requests.get(f"{served.urls['open']}/openapi.json", timeout=10).json()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
     findings, started = Findings(), time.monotonic()
     labels = fuzz(served.urls["open"], {}, findings)
     report = _report(findings, labels, time.monotonic() - started)
@@ -262,3 +265,21 @@ def test_every_operation_behind_a_key_answers_as_documented(served: Served) -> N
     print(report)
     assert findings.by_status.get(401, 0) >= 2 * (len(labels) - 1), report
     assert not findings.failures, report
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        {"max_tokens": 4097.0},  # a whole float is the integer it is, over the maximum too
+        {"max_tokens": 5000, "max_completion_tokens": 10},  # each field is capped, not one
+    ],
+)
+def test_max_tokens_over_the_maximum_output_is_refused_however_it_is_written(
+    served: Served, asked: dict[str, Any]
+) -> None:
+    # Found by the fuzz's invalid requests: the document caps both fields at the profile's
+    # maximum output (4096 for sim), and these reached the engine.
+    body = {"messages": [{"role": "user", "content": "hi"}], **asked}
+    response = requests.post(f"{served.urls['open']}/v1/chat/completions", json=body, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["metadata"]["error_type"] == "max_tokens_exceeded"

@@ -171,14 +171,15 @@ def _describe(error: Any) -> str:
 
 def _check_max_tokens(payload: dict[str, Any], info: ProviderInfo) -> None:
     limit = info.max_output_length
-    asked = _asked(payload)
-    if limit and isinstance(asked, int) and asked > limit:
-        raise ProxyError(
-            400,
-            f"max_tokens {asked} is more than this model's maximum output of {limit} tokens",
-            error_type="max_tokens_exceeded",
-            metadata={"max_output_length": limit},
-        )
+    for name in ("max_completion_tokens", "max_tokens"):  # each, as the document says (2.0 too)
+        asked = payload.get(name)
+        if limit and isinstance(asked, int | float) and asked > limit:
+            raise ProxyError(
+                400,
+                f"{name} {int(asked)} is more than this model's maximum output of {limit} tokens",
+                error_type="max_tokens_exceeded",
+                metadata={"max_output_length": limit},
+            )
 
 
 def _to_engine(payload: dict[str, Any], info: ProviderInfo, stream: bool) -> bool:
