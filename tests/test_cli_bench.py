@@ -232,6 +232,13 @@ def test_compare_help_names_its_arguments_plainly() -> None:
     assert "--force" in result.stdout and "Examples:" in result.stdout
 
 
+def test_bench_help_lists_the_workloads_as_commands() -> None:
+    result = CliRunner().invoke(app, ["bench", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert all(workload in result.stdout for workload in OWN_OPTIONS)
+    assert "<bool>" not in result.stdout and "Examples:" in result.stdout
+
+
 def test_old_spelling_bench_run_still_works() -> None:
     result = CliRunner().invoke(app, ["bench", "run", "random", "--help"])
     assert result.exit_code == 0 and "Usage: infer bench random [OPTIONS]" in result.stdout

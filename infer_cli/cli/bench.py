@@ -38,6 +38,12 @@ class BenchGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)
 
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = FLAG  # a flag shows no type
+        return option
+
 
 app = typer.Typer(
     cls=BenchGroup,
