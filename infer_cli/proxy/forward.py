@@ -124,6 +124,8 @@ def _check_tokenize(payload: dict[str, Any]) -> int:
     """A ``/tokenize`` request's estimated tokens, or 400: ``prompt`` (a string) or ``messages``."""
     from infer_cli.proxy.schemas import check_messages
 
+    if not isinstance(payload.get("prompt"), str | None):
+        raise ProxyError(400, "'prompt' must be a string (or send 'messages' alone)")
     messages = payload.get("messages")
     if messages is None:
         payload.pop("messages", None)  # null is no messages (the engine would take it for some)
