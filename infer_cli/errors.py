@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+EXIT_INTERRUPTED = 130
+"""Exit code of a command the user stopped with Ctrl-C (128 + SIGINT, as shells report it)."""
+
 
 class InferError(Exception):
     """Base of every error infer reports to a user."""

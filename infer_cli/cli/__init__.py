@@ -26,7 +26,7 @@ app = typer.Typer(
     cls=InferGroup,
     help="Turn a GPU server into an OpenRouter-ready LLM endpoint (vLLM + LMCache behind a proxy).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )

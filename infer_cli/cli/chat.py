@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from infer_cli.cli.options import ApiKeyOption, UrlOption
-from infer_cli.client import DEFAULT_URL
+from infer_cli.cli.options import ApiKeyOption, ModelOption, UrlOption, resolve_url
 
 
 def chat(
@@ -20,22 +19,18 @@ def chat(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", envvar="INFER_MODEL", help="Model id (default: the first served)."
-        ),
-    ] = None,
+    model: ModelOption = None,
     system: Annotated[
-        str | None, typer.Option("--system", "-s", help="System prompt.", show_default=False)
+        str | None,
+        typer.Option("--system", metavar="TEXT", help="System prompt.", show_default=False),
     ] = None,
     options: Annotated[
         list[str] | None,
         typer.Option(
             "--option",
-            "-o",
             metavar="KEY=VALUE",
-            help="A sampling parameter, e.g. -o temperature=0.2 -o max_tokens=200 (repeatable).",
+            help="A sampling parameter, e.g. --option temperature=0.2 (repeatable).",
+            show_default=False,
         ),
     ] = None,
     no_stream: Annotated[
@@ -58,13 +53,21 @@ def chat(
     resume: Annotated[
         bool,
         typer.Option(
-            "--continue", "-c", help="Go on with the last conversation (kept after every answer)."
+            "--continue", help="Go on with the last conversation (kept after every answer)."
         ),
     ] = False,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Chat with the endpoint: streamed Markdown answers, history, /help for commands."""
+    """Chat with the endpoint: streamed Markdown answers, history, /help for commands.
+
+    [b]Examples[/]
+
+      infer chat                                  [dim]# interactive[/]
+      infer chat "What is the capital of France?"  [dim]# one question, the answer on stdout[/]
+      git diff | infer chat --option temperature=0 "review this"
+      infer chat -u https://openrouter.ai/api/v1 -m meta-llama/llama-3.1-8b-instruct
+    """
     import sys
 
     from infer_cli import paths
@@ -89,7 +92,7 @@ def chat(
             )
     last = paths.chat_home() / "last.json"
     request = ChatRequest(
-        url=url,
+        url=resolve_url(url),
         api_key=api_key,
         model=model,
         system=system,

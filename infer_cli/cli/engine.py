@@ -28,7 +28,13 @@ def install(
         ),
     ] = False,
 ) -> None:
-    """Build the engine environment (about 3 minutes, 3.4 GB); finished steps are skipped."""
+    """Build the engine environment (about 3 minutes, 3.4 GB); finished steps are skipped.
+
+    [b]Examples[/]
+
+      infer engine install
+      infer engine install --force        [dim]# from scratch[/]
+    """
     from infer_cli.engine import build, environment
     from infer_cli.ui import console
     from infer_cli.ui.progress import StepProgress, format_seconds
@@ -45,7 +51,13 @@ def install(
 
 @app.command("status")
 def status(as_json: JsonOption = False) -> None:
-    """Where the engine environment is, if it is ready, versions, size and prepared models."""
+    """Where the engine environment is, if it is ready, versions, size and prepared models.
+
+    [b]Examples[/]
+
+      infer engine status
+      infer engine status --json
+    """
     from infer_cli.engine import build, environment
     from infer_cli.ui import console
 

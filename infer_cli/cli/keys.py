@@ -35,7 +35,13 @@ def add(
     name: Annotated[str, typer.Argument(help="A name for the key (shown in logs and metrics).")],
     file: FileOption = None,
 ) -> None:
-    """Make a new key: printed once on stdout; only its SHA-256 hash is stored."""
+    """Make a new key: printed once on stdout; only its SHA-256 hash is stored.
+
+    [b]Examples[/]
+
+      infer keys add alice
+      INFER_API_KEY=$(infer keys add ci) infer chat "hi"
+    """
     from infer_cli.proxy.auth import add_key
     from infer_cli.ui import console
 
@@ -47,7 +53,13 @@ def add(
 
 @app.command("list")
 def list_keys(file: FileOption = None, json_output: JsonOption = False) -> None:
-    """List key names (never the keys: only their hashes are stored)."""
+    """List key names (never the keys: only their hashes are stored).
+
+    [b]Examples[/]
+
+      infer keys list
+      infer keys list --json
+    """
     from infer_cli.proxy.auth import read_keys_file
 
     path = _file(file)
@@ -83,7 +95,12 @@ def remove(
     name: Annotated[str, typer.Argument(help="Name of the key to revoke.")],
     file: FileOption = None,
 ) -> None:
-    """Revoke a key; a running proxy stops accepting it within a second."""
+    """Revoke a key; a running proxy stops accepting it within a second.
+
+    [b]Examples[/]
+
+      infer keys remove alice
+    """
     from infer_cli.errors import UsageError
     from infer_cli.proxy.auth import remove_key
     from infer_cli.ui import console

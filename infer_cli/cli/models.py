@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from infer_cli.cli.options import ApiKeyOption, JsonOption, UrlOption
-from infer_cli.client import DEFAULT_URL
+from infer_cli.cli.options import ApiKeyOption, JsonOption, UrlOption, resolve_url
 
 
 def models(
-    url: UrlOption = DEFAULT_URL, api_key: ApiKeyOption = None, json_output: JsonOption = False
+    url: UrlOption = None, api_key: ApiKeyOption = None, json_output: JsonOption = False
 ) -> None:
-    """List the models an endpoint serves: context length, prices per million tokens, features."""
+    """List the models an endpoint serves: context length, prices per million tokens, features.
+
+    [b]Examples[/]
+
+      infer models                                  [dim]# the local proxy[/]
+      infer models -u http://gpu-box:8000 --json    [dim]# a bare vLLM, as JSON[/]
+    """
     import asyncio
     import json
 
@@ -17,7 +22,7 @@ def models(
 
     from infer_cli.client import listing
 
-    source, found = asyncio.run(listing.fetch(url, api_key))
+    source, found = asyncio.run(listing.fetch(resolve_url(url), api_key))
     if json_output:
         typer.echo(json.dumps({"source": source, "models": [m.to_json() for m in found]}, indent=2))
         return

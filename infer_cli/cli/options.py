@@ -1,10 +1,30 @@
-"""Options shared by several commands, declared once."""
+"""Options shared by several commands, declared once, and the short flags of the whole tool.
+
+Each short flag means one thing everywhere (the README's table lists them): ``-u`` ``--url``,
+``-m`` ``--model``, ``-p`` ``--profile``, ``-s`` ``--set``, ``-n`` ``--num-requests``, ``-c``
+``--concurrency``, ``-o`` ``--output``, ``-i`` ``--interval``, ``-w`` ``--watch``, ``-q``
+``--quiet``, ``-r`` ``--rate``, ``-d`` ``--duration``, ``-v`` ``--verbose``, ``-V``
+``--version``, ``-h`` ``--help``. Options that would need a second meaning of a letter
+(``infer chat --system``, ``--option``, ``--continue``) have no short flag.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+
+from infer_cli.client import resolve_url
+
+__all__ = [
+    "ApiKeyOption",
+    "JsonOption",
+    "ModelOption",
+    "ProfileOption",
+    "SetOption",
+    "UrlOption",
+    "resolve_url",
+]
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")
@@ -17,6 +37,7 @@ SetOption = Annotated[
         "-s",
         metavar="SECTION.KEY=VALUE",
         help="Override one profile setting, e.g. --set engine.max_num_seqs=128 (repeatable).",
+        show_default=False,
     ),
 ]
 
@@ -26,27 +47,46 @@ ProfileOption = Annotated[
         "--profile",
         "-p",
         envvar="INFER_PROFILE",
+        metavar="NAME",
         help="Profile name or path to a .toml file (default: 'cpu' on a machine without a GPU).",
         show_default=False,
     ),
 ]
 
 UrlOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--url",
+        "-u",
         envvar="INFER_URL",
+        metavar="URL",
         help="Endpoint: infer's proxy, a vLLM server, or any OpenAI/OpenRouter-compatible base URL "
-        "(https://openrouter.ai/api/v1 works).",
+        "(https://openrouter.ai/api/v1 works). Default: http://INFER_HOST:INFER_PORT, the "
+        "address 'infer serve' takes from the same variables (http://127.0.0.1:8080).",
+        show_default=False,
     ),
 ]
+"""Resolve the value with :func:`resolve_url` (None: ``INFER_HOST`` / ``INFER_PORT``)."""
 
 ApiKeyOption = Annotated[
     str | None,
     typer.Option(
         "--api-key",
         envvar="INFER_API_KEY",
+        metavar="KEY",
         help="API key sent as Authorization: Bearer.",
+        show_default=False,
+    ),
+]
+
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="INFER_MODEL",
+        metavar="MODEL",
+        help="Model id (default: the first the endpoint lists).",
         show_default=False,
     ),
 ]

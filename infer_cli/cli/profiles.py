@@ -15,7 +15,13 @@ app = typer.Typer(help="List, show, validate and create profiles.", no_args_is_h
 
 @app.command("list")
 def list_profiles(json_output: JsonOption = False) -> None:
-    """List the profiles you can pass to --profile (yours first, then the bundled ones)."""
+    """List the profiles you can pass to --profile (yours first, then the bundled ones).
+
+    [b]Examples[/]
+
+      infer profiles list
+      infer profiles list --json
+    """
     from infer_cli.config import loader
 
     rows = []
@@ -40,11 +46,20 @@ def list_profiles(json_output: JsonOption = False) -> None:
 
 @app.command("show")
 def show(
-    name: Annotated[str, typer.Argument(help="Profile name or path to a .toml file.")],
+    name: Annotated[
+        str, typer.Argument(metavar="PROFILE", help="Profile name or path to a .toml file.")
+    ],
     overrides: SetOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show the effective profile: after 'extends', INFER_* variables and --set."""
+    """Show the effective profile: after 'extends', INFER_* variables and --set.
+
+    [b]Examples[/]
+
+      infer profiles show h100
+      infer profiles show h100 -s engine.max_num_seqs=64 --show-origin
+      infer profiles show ./mine.toml --json
+    """
     from infer_cli.config import loader, writer
 
     loaded = loader.load(name, overrides=overrides or ())
@@ -59,7 +74,9 @@ def show(
 
 @app.command("validate")
 def validate(
-    name: Annotated[str, typer.Argument(help="Profile name or path to a .toml file.")],
+    name: Annotated[
+        str, typer.Argument(metavar="PROFILE", help="Profile name or path to a .toml file.")
+    ],
     overrides: SetOption = None,
     engine: Annotated[
         bool,
@@ -70,7 +87,13 @@ def validate(
         ),
     ] = False,
 ) -> None:
-    """Check a profile: the schema, and with --engine, vLLM's verdict on its command line."""
+    """Check a profile: the schema, and with --engine, vLLM's verdict on its command line.
+
+    [b]Examples[/]
+
+      infer profiles validate mine
+      infer profiles validate mine --engine    [dim]# vLLM's own parser too (~10 s, no GPU)[/]
+    """
     from infer_cli.config import loader
     from infer_cli.ui import console
 
@@ -92,13 +115,19 @@ def validate(
 
 @app.command("init")
 def init(
-    name: Annotated[str, typer.Argument(help="Name of the new profile.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new profile.")],
     base: Annotated[
         str, typer.Option("--from", help="Profile the new one extends.", show_default=True)
     ] = "cpu",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented starter profile to your profiles folder."""
+    """Write a commented starter profile to your profiles folder.
+
+    [b]Examples[/]
+
+      infer profiles init my-h100 --from h100
+      infer serve -p my-h100
+    """
     from infer_cli import paths
     from infer_cli.config import loader, writer
     from infer_cli.ui import console

@@ -10,13 +10,22 @@ import typer
 def pull(
     name: Annotated[
         str,
-        typer.Argument(help="Model to prepare: smollm2-135m-instruct (the only one known so far)."),
+        typer.Argument(
+            metavar="NAME",
+            help="Model to prepare: smollm2-135m-instruct (the only one known so far).",
+        ),
     ] = "smollm2-135m-instruct",
     force: Annotated[
         bool, typer.Option("--force", help="Convert again even when the model is already prepared.")
     ] = False,
 ) -> None:
-    """Prepare a model folder for the CPU engine (builds the engine environment if missing)."""
+    """Prepare a model folder for the CPU engine (builds the engine environment if missing).
+
+    [b]Examples[/]
+
+      infer pull                          [dim]# SmolLM2-135M-Instruct, the CPU profile's model[/]
+      infer pull smollm2-135m-instruct --force
+    """
     from infer_cli.engine import build, environment, models
     from infer_cli.ui import console
     from infer_cli.ui.progress import StepProgress, format_seconds

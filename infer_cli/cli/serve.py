@@ -17,22 +17,39 @@ def serve(
         typer.Option(
             "--host",
             envvar="INFER_HOST",
+            metavar="ADDRESS",
             help="Public address of the proxy (default: the profile's).",
         ),
     ] = None,
     port: Annotated[
         int | None,
         typer.Option(
-            "--port", envvar="INFER_PORT", help="Public port of the proxy (default: the profile's)."
+            "--port",
+            envvar="INFER_PORT",
+            metavar="PORT",
+            help="Public port of the proxy (default: the profile's).",
         ),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the engine command lines as shell and exit.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print what serve needs and the engine command lines as shell, then exit.",
+        ),
+    ] = False,
+    real_values: Annotated[
+        bool,
+        typer.Option(
+            "--real-values",
+            help="With --dry-run: this start's loopback ports and internal key instead of fixed "
+            "placeholders (two dry runs then differ).",
+        ),
     ] = False,
     upstream: Annotated[
         str | None,
         typer.Option(
             "--upstream",
+            metavar="URL",
             envvar=["INFER_UPSTREAM", "VLLM_BASE_URL"],
             help="Proxy only: front an engine that is already running at this URL "
             "(starts no engine).",
@@ -43,6 +60,7 @@ def serve(
         str | None,
         typer.Option(
             "--upstream-key",
+            metavar="KEY",
             envvar="INFER_UPSTREAM_API_KEY",
             help="API key the upstream engine expects (sent as Authorization: Bearer).",
             show_default=False,
@@ -56,7 +74,16 @@ def serve(
         ),
     ] = True,
 ) -> None:
-    """Start vLLM (and LMCache) from a profile, behind infer's proxy. Ctrl-C stops everything."""
+    """Start vLLM (and LMCache) from a profile, behind infer's proxy. Ctrl-C stops everything.
+
+    [b]Examples[/]
+
+      infer serve                                  [dim]# the default profile (cpu without a GPU)[/]
+      infer serve -p h100 -s engine.max_num_seqs=128 --port 9000
+      infer serve -p sim                           [dim]# the simulated engine[/]
+      infer serve -p multinode --dry-run           [dim]# what it needs, and the commands[/]
+      infer serve --upstream http://gpu-box:8000   [dim]# proxy only, in front of a running vLLM[/]
+    """
     import asyncio
 
     from infer_cli import serve as service
@@ -89,6 +116,8 @@ def serve(
         loaded, host=host, port=port, install=install, on_step=view.step, dry_run=dry_run
     )
     if dry_run:
-        view.dry_run(plan)
+        from infer_cli.serve.prerequisites import prerequisites
+
+        view.dry_run(plan, prerequisites(loaded.profile, install=install), real_values=real_values)
         return
     asyncio.run(service.run(plan, view))

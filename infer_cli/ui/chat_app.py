@@ -22,11 +22,9 @@ from infer_cli.chat import conversation as files
 from infer_cli.chat.conversation import Conversation
 from infer_cli.chat.session import ChatSession, Reply, TextCallback
 from infer_cli.client.api import Client
-from infer_cli.errors import InferError, ModelNotFoundError
+from infer_cli.errors import EXIT_INTERRUPTED, InferError, ModelNotFoundError
 from infer_cli.ui.chat_screen import ChatView, print_answer, print_reasoning
 from infer_cli.ui.chat_view import AnswerStream, PlainStream, chat_console
-
-INTERRUPTED_EXIT = 130
 
 Ask = Callable[[TextCallback, TextCallback], Awaitable[Reply]]
 """Asks for one answer, given where its text and its thinking go."""
@@ -129,7 +127,7 @@ async def _once(session: ChatSession, request: ChatRequest) -> int:
         ChatView(chat_console(sys.stderr)).stats(reply.stats)
     if reply.error is not None:
         raise reply.error
-    return INTERRUPTED_EXIT if reply.interrupted else 0
+    return EXIT_INTERRUPTED if reply.interrupted else 0
 
 
 # --- the interactive loop ----------------------------------------------------------------------
@@ -147,7 +145,9 @@ async def _interactive(session: ChatSession, request: ChatRequest) -> int:
         while True:
             try:
                 text = await prompt.read()
-            except (KeyboardInterrupt, EOFError):
+            except KeyboardInterrupt:
+                return EXIT_INTERRUPTED  # left with Ctrl-C, as a shell reports it
+            except EOFError:
                 return 0
             if not text.strip():
                 continue

@@ -65,6 +65,9 @@ class ServeView:
             f'-d \'{{"model": "{escape(model)}", "messages": [{{"role": "user", '
             f'"content": "Hello"}}]}}\'[/]'
         )
+        hint = client_hint(url)
+        if hint:
+            stderr.print(f"[dim]  clients: {escape(hint)}[/]")
 
     def warning(self, message: str) -> None:
         self._stop_status()
@@ -78,14 +81,10 @@ class ServeView:
         self._stop_status()
         stderr.print("[dim]stopped[/]")
 
-    def dry_run(self, plan: ServePlan) -> None:
-        from infer_cli.engine.launch import shell_line
+    def dry_run(self, plan: ServePlan, needs: list[str], *, real_values: bool = False) -> None:
+        from infer_cli.ui.dry_run import dry_run_text
 
-        stdout.out(f"# infer serve --profile {plan.profile_name}: the commands, in start order")
-        stdout.out(f"# the proxy then listens on http://{plan.host}:{plan.port}")
-        for command in plan.commands:
-            stdout.out(f"\n# {command.name} (ready when {command.health_url} answers 200)")
-            stdout.out(shell_line(command))
+        stdout.out(dry_run_text(plan, needs, real_values=real_values))
 
     def dry_run_front(self, profile: str, upstream: str, host: str, port: int) -> None:
         stdout.out(f"# infer serve --profile {profile} --upstream {upstream}: proxy only")
@@ -95,3 +94,16 @@ class ServeView:
         if self._status is not None:
             self._status.stop()
             self._status = None
+
+
+def client_hint(url: str) -> str | None:
+    """How a client finds a proxy serving at ``url`` when that is not the default address."""
+    from urllib.parse import urlsplit
+
+    from infer_cli.client import DEFAULT_URL, server_url
+
+    parts = urlsplit(url)
+    client = server_url(parts.hostname, parts.port)
+    if client == DEFAULT_URL:
+        return None
+    return f"infer chat -u {client}  (or export INFER_URL={client} for every client command)"

@@ -30,7 +30,7 @@ def last_conversation(home: Path) -> dict[str, Any]:
 
 
 def test_one_question_prints_the_bare_answer(sims: SimServers, infer_home: Path) -> None:
-    result = chat("--url", sims.fast.url, "hello", "there", "-o", "max_tokens=8")
+    result = chat("--url", sims.fast.url, "hello", "there", "--option", "max_tokens=8")
     assert result.exit_code == 0, result.output
     answer = result.stdout
     assert answer.strip() and answer.endswith("\n")
@@ -45,10 +45,12 @@ def test_one_question_prints_the_bare_answer(sims: SimServers, infer_home: Path)
 
 
 def test_piped_stdin_is_appended_to_the_question(sims: SimServers, infer_home: Path) -> None:
-    result = chat("--url", sims.fast.url, "review this", "-o", "max_tokens=3", input="+ a = 1\n")
+    result = chat(
+        "--url", sims.fast.url, "review this", "--option", "max_tokens=3", input="+ a = 1\n"
+    )
     assert result.exit_code == 0, result.output
     assert last_conversation(infer_home)["messages"][0]["content"] == "review this\n\n+ a = 1\n"
-    only_stdin = chat("--url", sims.fast.url, "-o", "max_tokens=3", input="just stdin")
+    only_stdin = chat("--url", sims.fast.url, "--option", "max_tokens=3", input="just stdin")
     assert only_stdin.exit_code == 0, only_stdin.output
     assert last_conversation(infer_home)["messages"][0]["content"] == "just stdin"
     nothing = chat("--url", sims.fast.url, input="")
@@ -56,7 +58,7 @@ def test_piped_stdin_is_appended_to_the_question(sims: SimServers, infer_home: P
 
 
 def test_json_no_stream_options_and_system(sims: SimServers, infer_home: Path) -> None:
-    base = ["--url", sims.fast.url, "-o", "max_tokens=5", "-o", "temperature=0"]
+    base = ["--url", sims.fast.url, "--option", "max_tokens=5", "--option", "temperature=0"]
     plain = json.loads(chat(*base, "--json", "hi").stdout)
     assert plain["object"] == "chat.completion" and plain["model"] == "sim-model"
     assert plain["usage"]["completion_tokens"] == 5
@@ -66,17 +68,17 @@ def test_json_no_stream_options_and_system(sims: SimServers, infer_home: Path) -
     assert last_conversation(infer_home)["system"].startswith("be terse")
     whole = chat(*base, "--no-stream", "hi")
     assert whole.exit_code == 0 and whole.stdout.strip() == text
-    bad = chat(*base, "-o", "oops", "hi")
+    bad = chat(*base, "--option", "oops", "hi")
     assert bad.exit_code == 2 and "-o key=value" in bad.stderr
 
 
 def test_url_forms_env_and_continue(sims: SimServers, infer_home: Path) -> None:
     for url in (sims.fast.url + "/api/v1", sims.fast.url + "/v1/", sims.fast.url[len("http://") :]):
-        result = chat("--url", url, "-o", "max_tokens=2", "hi")
+        result = chat("--url", url, "--option", "max_tokens=2", "hi")
         assert result.exit_code == 0, (url, result.output)
-    from_env = chat("-o", "max_tokens=2", "first", env={"INFER_URL": sims.fast.url})
+    from_env = chat("--option", "max_tokens=2", "first", env={"INFER_URL": sims.fast.url})
     assert from_env.exit_code == 0, from_env.output
-    follow = chat("--url", sims.fast.url, "-c", "-o", "max_tokens=2", "second")
+    follow = chat("--url", sims.fast.url, "--continue", "--option", "max_tokens=2", "second")
     assert follow.exit_code == 0, follow.output
     contents = [m["content"] for m in last_conversation(infer_home)["messages"]]
     assert len(contents) == 4 and contents[0] == "first" and contents[2] == "second"
@@ -122,7 +124,7 @@ def test_mid_stream_error_shows_the_partial_answer_and_the_error(
 
 def test_broken_pipe_ends_quietly(sims: SimServers, infer_home: Path) -> None:
     command = (
-        f"{sys.executable} -m infer_cli chat --url {sims.fast.url} -o max_tokens=400 hi"
+        f"{sys.executable} -m infer_cli chat --url {sims.fast.url} --option max_tokens=400 hi"
         " | head -c 10"
     )
     done = subprocess.run(
@@ -166,7 +168,7 @@ def test_piped_answer_goes_to_stdout_and_the_thinking_to_stderr(
     assert [m["content"] for m in saved["messages"]] == ["hi", ANSWER]
     assert "greets" not in json.dumps(saved)  # the thinking is not kept
     assert saved["messages"][1]["stats"]["completion_tokens"] == len(REASONING) + 4
-    follow = ask_thinker(thinker, "-c", "and then?")
+    follow = ask_thinker(thinker, "--continue", "and then?")
     assert follow.exit_code == 0, follow.output
     assert sent_messages(thinker) == [  # nor sent back to the model
         {"role": "user", "content": "hi"},
