@@ -32,6 +32,7 @@ from _bench_common import PYTHON, free_port, stop, wait_health
 
 ROUTE = "/v1/chat/completions"
 DEADLINE = 60.0  # seconds a request may take before it counts as hung
+HUNG: list[dict[str, object]] = []  # what each hung request had seen, for the report
 
 
 def rss_mib(pid: int) -> float:
@@ -77,9 +78,11 @@ async def one(client: httpx.AsyncClient, url: str, rng: random.Random) -> str:
         "stream": True,
     }
     events: list[str] = []
+    stage = "connecting"
     try:
         async with asyncio.timeout(DEADLINE):
             async with client.stream("POST", url + ROUTE, json=body) as response:
+                stage = "reading"
                 if response.status_code != 200:
                     raw = await response.aread()
                     return classify(response.status_code, "", raw, events)
@@ -89,6 +92,7 @@ async def one(client: httpx.AsyncClient, url: str, rng: random.Random) -> str:
                 kind = response.headers.get("content-type", "")
                 return classify(200, kind, b"", events)
     except TimeoutError:
+        HUNG.append({"stage": stage, "events": len(events), "last": events[-1:], **body})
         return "hung"
     except httpx.HTTPError as error:
         return f"malformed:transport {type(error).__name__}"
@@ -201,6 +205,9 @@ def main() -> None:
         print(f"{'PASS' if ok else 'FAIL'}  {claim}")
     if bad:
         print(f"bad endings: {bad}")
+    for hung in HUNG[:5]:
+        hung["messages"] = "..."
+        print(f"hung: {hung}")
     sys.exit(0 if all(verdicts.values()) else 1)
 
 

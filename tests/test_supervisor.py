@@ -6,13 +6,14 @@ import asyncio
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infer_cli.config.schema import SupervisorSection
+from infer_cli.engine.process import Smoke
 from infer_cli.engine.shm import SharedMemoryTracker
 from infer_cli.engine.stack import EngineStack
 from infer_cli.engine.supervisor import Failure, Supervisor
@@ -263,3 +264,47 @@ async def test_shared_memory_of_a_crashed_process_is_removed_at_stop(tmp_path: P
     assert not any(path.exists() for path in mine)
     assert all(decoy.exists() for decoy in decoys)
     assert await wait_dead(worker)
+
+
+def reconnecting_stack(tmp_path: Path, *vllm_args: str) -> EngineStack:
+    """LMCache, and a vLLM that stays up through LMCache's restart and reconnects to it."""
+    vllm = stub_command(*vllm_args, name="vllm")
+    port = vllm.health_url.rsplit(":", 1)[1].split("/")[0]
+    smoke = Smoke(url=f"http://127.0.0.1:{port}/v1/completions", body={"max_tokens": 1})
+    vllm = replace(vllm, requires=("lmcache",), reconnects=True, smoke=smoke)
+    return EngineStack([stub_command(name="lmcache"), vllm], tmp_path / "run")
+
+
+async def test_lmcache_is_restarted_alone_when_vllm_reconnects(tmp_path: Path) -> None:
+    stack = reconnecting_stack(tmp_path)
+    _, events, task = await supervised(stack, fast())
+    try:
+        cache, vllm = stack.processes["lmcache"].pid, stack.processes["vllm"].pid
+        assert cache is not None
+        os.killpg(cache, signal.SIGKILL)
+        await events.wait_restarted(1)
+        assert events.restarted_ == [["lmcache"]]
+        assert stack.processes["lmcache"].pid != cache
+        assert stack.processes["vllm"].pid == vllm  # kept its loaded model
+    finally:
+        await finish(stack, task)
+
+
+async def test_vllm_that_cannot_reconnect_is_restarted_too(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    stack = reconnecting_stack(tmp_path, "--smoke-fails", str(broken))
+    _, events, task = await supervised(stack, fast())
+    try:
+        cache, vllm = stack.processes["lmcache"].pid, stack.processes["vllm"].pid
+        assert cache is not None
+        broken.touch()  # from now on the old vLLM fails its smoke request
+        os.killpg(cache, signal.SIGKILL)
+        await events.wait_restarted(1)
+        broken.unlink()
+        kinds = [(failure.name, failure.kind) for failure, *_ in events.failures]
+        assert kinds == [("lmcache", "exited"), ("vllm", "reconnect_failed")]
+        assert "did not work with the restarted lmcache (HTTP 500)" in events.failures[1][0].reason
+        assert events.restarted_ == [["vllm"]]
+        assert stack.processes["vllm"].pid != vllm
+    finally:
+        await finish(stack, task)

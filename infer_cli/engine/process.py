@@ -55,6 +55,22 @@ class Command:
     """Processes this one needs: when one of them restarts, this one restarts after it."""
     after: tuple[str, ...] = ()
     """Processes that must be ready before this one first starts (it does not restart with them)."""
+    reconnects: bool = False
+    """It keeps running when a process it requires restarts, and connects to the new one (vLLM's
+    LMCacheMPConnector registers its KV cache with a restarted LMCache server): checked with
+    ``smoke`` after that restart, and restarted only when the check fails."""
+    smoke: Smoke | None = None
+    """A request that shows the process really works, beyond its health check."""
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """``POST url`` with a JSON ``body`` must answer 200 within ``timeout`` seconds."""
+
+    url: str
+    body: dict[str, object]
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -144,9 +144,20 @@ class EngineStack:
             return names[names.index(name) :]
         chosen = {name}
         for command in self.commands:  # start order: what a command requires comes before it
-            if chosen.intersection(command.requires):
+            if chosen.intersection(command.requires) and not command.reconnects:
                 chosen.add(command.name)
         return [n for n in names if n in chosen]
+
+    def reconnecting(self, name: str) -> list[str]:
+        """The processes that stay up through a restart of ``name`` and must reconnect to it."""
+        order = set(self.restart_order(name))
+        return [
+            command.name
+            for command in self.commands
+            if command.reconnects
+            and command.name not in order
+            and order.intersection(command.requires)
+        ]
 
     # -- restart ----------------------------------------------------------------------------------
 

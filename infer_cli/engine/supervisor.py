@@ -5,9 +5,10 @@ A process *fails* when it exits, or when it stops answering its health check for
 With ``on_failure = "restart"`` the failed process is killed if it still runs, and after a backoff
 (``backoff`` seconds, doubled for each restart in the window, at most ``backoff_max``) restarted
 together with the processes that depend on it (:meth:`EngineStack.restart`): a dead LMCache server
-brings vLLM down with it, a dead vLLM leaves LMCache's server, and the KV it holds, running. A
-restart that fails to start counts as one more failure. More than ``max_restarts`` failures within
-``restart_window`` seconds, or ``on_failure = "stop"``, end the watch with
+is restarted alone while vLLM keeps running and reconnects to it (checked with one small request;
+vLLM is restarted too when that fails), a dead vLLM leaves LMCache's server, and the KV it holds,
+running. A restart that fails to start counts as one more failure. More than ``max_restarts``
+failures within ``restart_window`` seconds, or ``on_failure = "stop"``, end the watch with
 :class:`EngineCrashedError`: the caller stops everything and exits non-zero, so systemd or
 Kubernetes can take over.
 
@@ -41,7 +42,7 @@ class Failure:
     """Why one process had to be restarted (or why the engine gave up)."""
 
     name: str
-    kind: str  # "exited", "unhealthy", "start_failed" or "requested" (SIGHUP)
+    kind: str  # "exited", "unhealthy", "start_failed", "reconnect_failed" or "requested" (SIGHUP)
     reason: str  # in words, e.g. "exited with code -9 (SIGKILL)"
     cause: str  # the most telling line of its log, "" when there is none
     at: float  # time.time()
@@ -185,12 +186,39 @@ class Supervisor:
                         time.time(),
                     )
                     continue
+                stranded = await self._check_reconnected(failure.name)
+                if stranded is not None:
+                    failure = stranded
+                    continue
                 self.listener.restarted(names, self._clock() - began)
                 return
         finally:
             self._busy = False
             self._failed_checks.clear()
             self._wedged.clear()
+
+    async def _check_reconnected(self, restarted: str) -> Failure | None:
+        """A process that stayed up through ``restarted``'s restart must work with the new one.
+
+        The first that does not is a failure of its own (restarted next, and counted).
+        """
+        for name in self.stack.reconnecting(restarted):
+            process = self.stack.processes.get(name)
+            if process is None or process.returncode is not None:
+                continue  # the exit is seen and handled by the watch
+            smoke = process.command.smoke
+            if smoke is None:
+                continue
+            try:
+                async with httpx.AsyncClient(timeout=smoke.timeout, trust_env=False) as client:
+                    response = await client.post(smoke.url, json=smoke.body, headers=smoke.headers)
+                ok, why = response.status_code == 200, f"HTTP {response.status_code}"
+            except httpx.HTTPError as error:
+                ok, why = False, type(error).__name__
+            if not ok:
+                reason = f"did not work with the restarted {restarted} ({why})"
+                return Failure(name, "reconnect_failed", reason, process.cause(), time.time())
+        return None
 
     def _count(self, failure: Failure) -> float:
         """Count a failure against the cap; the backoff before its restart (or raise)."""

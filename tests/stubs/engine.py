@@ -30,10 +30,24 @@ def error(message: str) -> None:
     print(f"(APIServer pid={os.getpid()}) ERROR 05-01 12:00:00 [stub.py:2] {message}", flush=True)
 
 
+SMOKE_FAILS: Path | None = None
+
+
 class Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         code = 200 if self.path in ("/health", "/healthcheck") else 404
         body = b'{"status": "healthy"}' if code == 200 else b"{}"
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # a one-token completion: 500 while SMOKE_FAILS names a file
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        broken = SMOKE_FAILS is not None and SMOKE_FAILS.exists()
+        code = 500 if broken else 200
+        body = b'{"error": "not connected"}' if broken else b'{"choices": [{"text": "ok"}]}'
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -93,6 +107,7 @@ def main() -> None:
     parser.add_argument("--crash-at-start", metavar="MESSAGE")
     parser.add_argument("--crash-after", type=float, help="exit with code 7 this long after ready")
     parser.add_argument("--hang", action="store_true", help="never answer /health")
+    parser.add_argument("--smoke-fails", help="POST answers 500 while this file exists")
     parser.add_argument(
         "--crash-runs", help="FILE: with --crash-after, crash only while FILE counts runs below 1"
     )
@@ -105,6 +120,8 @@ def main() -> None:
     parser.add_argument("--pidfile")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global SMOKE_FAILS
+    SMOKE_FAILS = Path(args.smoke_fails) if args.smoke_fails else None
     if args.worker:
         worker(args)
         return
