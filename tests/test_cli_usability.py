@@ -54,7 +54,9 @@ def test_default_url_is_built_from_infer_host_and_port() -> None:
     assert resolve_url("http://gpu-box:8000", {"INFER_PORT": "1"}) == "http://gpu-box:8000"
 
 
-@pytest.mark.parametrize("argv", [["status"], ["models"], ["chat", "hi"]])
+@pytest.mark.parametrize(
+    "argv", [["status"], ["models"], ["chat", "hi"], ["bench", "latency", "-n", "1", "-q"]]
+)
 def test_client_commands_call_infer_port(argv: list[str]) -> None:
     port = free_port()  # nothing listens there: the error names the URL the command called
     result = runner.invoke(app, argv, env={"INFER_PORT": str(port)})

@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from infer_cli.cli.bench_options import FLAG, WORKLOAD, BenchCommand, Build, workload_command
+from infer_cli.client import resolve_url
 
 WORKLOADS = ("latency", "random", "shared-prefix", "multi-turn", "long-doc", "file")
 
@@ -134,7 +135,7 @@ def _run_workload(name: str, make: Build, o: dict[str, Any]) -> None:
 
     build(seed)  # bad shapes and unreadable datasets fail here, before connecting
     plan = BenchPlan(
-        url=o["url"],
+        url=resolve_url(o["url"]),  # None: INFER_HOST / INFER_PORT, as every client
         build=build,
         api_key=o["api_key"],
         model=o["model"],

@@ -29,16 +29,18 @@ FLAG = ""
 
 def _server(
     url: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--url",
             "-u",
             envvar="INFER_URL",
             metavar="URL",
-            help="Endpoint (server root or API base).",
+            help="Endpoint (server root or API base). Default: http://INFER_HOST:INFER_PORT "
+            "(http://127.0.0.1:8080).",
+            show_default=False,
             rich_help_panel=SERVER,
         ),
-    ] = DEFAULT_URL,
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
