@@ -62,8 +62,10 @@ def check_shape(raw: bytes, bounds: BodyBounds) -> None:
         raise _too_many(bounds)
     # Outside the strings (the even pieces between quotes) only the structure is left.
     structure = b"".join(kept.split(b'"')[0::2]) if quotes else kept
-    # Every value but the root follows a '[', ',' or ':' (an object's key follows '{' or ',').
-    values = 1 + sum(structure.count(mark) for mark in (b"[", b"{", b",", b":"))
+    # Every value but the root follows a ',' or ':' or is the first in its array or object (one
+    # per container: counted by its closing bracket, so that an unclosed run of '[' is left to
+    # json.loads to refuse as malformed).
+    values = 1 + sum(structure.count(mark) for mark in (b"]", b"}", b",", b":"))
     if values > limit:
         raise _too_many(bounds)
     _check_depth(structure.translate(None, _NOT_BRACKETS), bounds.max_json_depth)

@@ -104,6 +104,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 f"the server has {limit} connections open, its limit; retry shortly",
                 {"max_connections": limit},
                 headers=b"retry-after: 1\r\n",
+                linger=False,  # lingering would hold a descriptor beyond the cap for each
             )
             return
         self._arm(self._limits.header_timeout, self._head_too_slow)
@@ -211,7 +212,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         )
 
     def _refuse(
-        self, status: int, message: str, metadata: dict[str, Any], *, headers: bytes = b""
+        self,
+        status: int,
+        message: str,
+        metadata: dict[str, Any],
+        *,
+        headers: bytes = b"",
+        linger: bool = True,
     ) -> None:
         """Answer ``status`` unless a response is under way, then close the connection."""
         if self._refused:
@@ -232,7 +239,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         log.debug("refused a connection: %s %s", status, message)
         transport.write(_answer(status, message, metadata, headers))
         self.flow.resume_reading()  # drain what the client still sends, then close
-        if transport.can_write_eof():
+        if linger and transport.can_write_eof():
             transport.write_eof()
             self.loop.call_later(LINGER_SECONDS, transport.close)
         else:
