@@ -41,6 +41,7 @@ def list_profiles(json_output: JsonOption = False) -> None:
     print_table(
         ["NAME", "MODEL", "DESCRIPTION", "SOURCE"],
         [[r["name"], r["model"], r["description"], r["source"]] for r in rows],
+        whole=(0, 1),
     )
 
 
@@ -50,6 +51,14 @@ def show(
         str, typer.Argument(metavar="PROFILE", help="Profile name or path to a .toml file.")
     ],
     overrides: SetOption = None,
+    show_origin: Annotated[
+        bool,
+        typer.Option(
+            "--show-origin",
+            help="Each setting with where its value came from: bundled, file, environment, "
+            "flag, or default.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Show the effective profile: after 'extends', INFER_* variables and --set.
@@ -63,6 +72,16 @@ def show(
     from infer_cli.config import loader, writer
 
     loaded = loader.load(name, overrides=overrides or ())
+    if show_origin:
+        rows = loader.value_origins(loaded)
+        if json_output:
+            found = [{"key": k, "value": v, "origin": o} for k, v, o in rows]
+            typer.echo(json.dumps(found, indent=2))
+            return
+        from infer_cli.ui.tables import print_origins
+
+        print_origins(rows)
+        return
     if json_output:
         typer.echo(loaded.profile.model_dump_json(indent=2))
         return
@@ -100,6 +119,11 @@ def validate(
     loaded = loader.load(name, overrides=overrides or ())
     chain = " < ".join(s.name for s in loaded.chain)
     console.stdout.print(f"[green]✓[/] profile {loaded.name} is valid ({chain})")
+    if not engine:
+        console.stderr.print(
+            "[dim]the schema only: --engine also runs vLLM's own argument parser on its command "
+            "line (needs vLLM installed, ~10 s)[/]"
+        )
     if engine:
         from infer_cli import serve
 

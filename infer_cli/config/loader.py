@@ -128,7 +128,133 @@ def load(
     if len(chain) > 1:
         data["extends"] = chain[-2].name
     profile = validate(data, origins, default_origin=str(source.path))
+    check_file_types(data, origins)
     return LoadedProfile(name=source.name, profile=profile, chain=chain, origins=origins)
+
+
+# --- strict types in files ---------------------------------------------------------------------
+
+_KINDS: dict[type, str] = {bool: "true or false", int: "a whole number", float: "a number"}
+
+
+def is_file_origin(origin: str) -> bool:
+    """Whether ``origin`` (an entry of :attr:`LoadedProfile.origins`) is a profile file."""
+    return not origin.startswith(("environment variable ", "--set "))
+
+
+def check_file_types(data: Mapping[str, Any], origins: Mapping[str, str]) -> None:
+    """A value written in a TOML file has the type the schema asks for: ``port = "8080"`` or
+    ``enable_prefix_caching = "yes"`` is an error naming the key and the file, although
+    validation would coerce it (the environment and ``--set`` give text, and may).
+    """
+    for key, origin in origins.items():
+        if not is_file_origin(origin):
+            continue
+        wanted = _scalar_type(key.split("."))
+        if wanted is None:
+            continue
+        value = _get_path(data, key)
+        fits = isinstance(value, wanted) and (wanted is bool or not isinstance(value, bool))
+        if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+            fits = True  # TOML's 1 for 1.0
+        if not fits:
+            literal = {bool: "true", int: "8080", float: "0.9"}[wanted]
+            meant = parse_value(value) if isinstance(value, str) else None
+            if isinstance(meant, wanted):
+                literal = tomllib_literal(meant)
+            raise ProfileError(
+                f"bad value for '{key}' in {origin}: must be {_KINDS[wanted]}, "
+                f"not {_toml_kind(value)} {value!r}",
+                hint=f"write it without quotes, e.g. {key.rpartition('.')[2]} = {literal}",
+            )
+
+
+def _scalar_type(parts: list[str]) -> type | None:
+    """bool, int or float when the schema's field at ``parts`` is exactly that (or optional)."""
+    from types import UnionType
+    from typing import Union, get_args, get_origin
+
+    model: type[BaseModel] = Profile
+    for i, part in enumerate(parts):
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        annotation = info.annotation
+        if get_origin(annotation) in (Union, UnionType):
+            options = [arg for arg in get_args(annotation) if arg is not type(None)]
+            annotation = options[0] if len(options) == 1 else None
+        if i == len(parts) - 1:
+            return annotation if annotation in (bool, int, float) else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return None
+
+
+def tomllib_literal(value: bool | int | float) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _get_path(data: Mapping[str, Any], key: str) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def _toml_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "the string"
+    return "the value"
+
+
+# --- where each value came from ----------------------------------------------------------------
+
+
+def describe_origin(origin: str | None) -> str:
+    """``bundled h100.toml``, ``file PATH``, ``environment INFER_...``, ``flag --set ...``, or
+    ``default`` (the schema's own value)."""
+    if origin is None:
+        return "default"
+    if origin.startswith("environment variable "):
+        return "environment " + origin.removeprefix("environment variable ")
+    if origin.startswith("--set "):
+        return "flag " + origin
+    path = Path(origin)
+    try:
+        if path.resolve().is_relative_to(bundled_dir().resolve()):
+            return f"bundled {path.name}"
+    except ProfileError:
+        pass
+    return f"file {path}"
+
+
+def value_origins(loaded: LoadedProfile) -> list[tuple[str, Any, str]]:
+    """Every setting of the effective profile as (dotted key, value, where it came from)."""
+    rows: list[tuple[str, Any, str]] = []
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, Mapping) and value:
+                walk(value, f"{dotted}.")
+                continue
+            rows.append((dotted, value, describe_origin(_own_origin(dotted, loaded.origins))))
+
+    walk(loaded.profile.model_dump(mode="json", exclude={"extends"}), "")
+    return rows
+
+
+def _own_origin(key: str, origins: Mapping[str, str]) -> str | None:
+    """Where ``key`` was set: itself, or a table or list above it set as a whole."""
+    probe = key
+    while probe:
+        if probe in origins:
+            return origins[probe]
+        probe = probe.rpartition(".")[0]
+    return None
 
 
 def validate(data: dict[str, Any], origins: Mapping[str, str], *, default_origin: str) -> Profile:

@@ -41,8 +41,11 @@ def print_models(source: str, models: Sequence[ModelInfo]) -> None:
         for model in models
     ]
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None)
+    widest_id = max(len(row[0]) for row in rows)
     for header, justify, no_wrap in COLUMNS:
-        table.add_column(header, justify=justify, no_wrap=no_wrap)  # type: ignore[arg-type]
+        # a model id is never broken or cut: the name and features wrap to make room
+        width = max(widest_id, len(header)) if header == "ID" else None
+        table.add_column(header, justify=justify, no_wrap=no_wrap, min_width=width)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
     console.stdout.print(table)

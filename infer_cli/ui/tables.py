@@ -10,11 +10,21 @@ from infer_cli.ui.console import stdout
 
 
 def print_table(
-    columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str | None = None,
+    whole: Sequence[int] = (0,),
 ) -> None:
+    """A borderless table; the columns in ``whole`` (names, model ids) are never broken
+    mid-word: the other columns wrap at spaces to make room."""
     table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False, box=None)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        if index in whole:
+            widest = max([len(column), *(len(row[index]) for row in rows)])
+            table.add_column(column, no_wrap=True, min_width=widest)
+        else:
+            table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
     stdout.print(table)
@@ -28,3 +38,12 @@ def print_toml(text: str) -> None:
         stdout.print(Syntax(text, "toml", background_color="default"))
     else:
         stdout.out(text, end="")
+
+
+def print_origins(rows: Sequence[tuple[str, object, str]]) -> None:
+    """``profiles show --show-origin``: origin, then ``key = value``, as git config shows it."""
+    import json
+
+    width = max((len(origin) for _, _, origin in rows), default=0)
+    for key, value, origin in rows:
+        stdout.out(f"{origin:<{width}}  {key} = {json.dumps(value)}", highlight=False)
