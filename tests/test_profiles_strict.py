@@ -29,7 +29,7 @@ def write(home: Path, name: str, text: str) -> Path:
     ("table", "line", "key", "says"),
     [
         ("proxy", 'port = "8080"', "proxy.port", "port = 8080"),
-        ("engine", 'enable_prefix_caching = "yes"', "engine.enable_prefix_caching", "true or false"),
+        ("engine", 'enable_prefix_caching = "yes"', "engine.enable_prefix_caching", "true or"),
         ("engine", "gpu_memory_utilization = true", "engine.gpu_memory_utilization", "a number"),
         ("engine", "max_num_seqs = 1.0", "engine.max_num_seqs", "a whole number"),
     ],
