@@ -75,13 +75,52 @@ class Status:
     recent_prefix_rate: float | None = None
     """Prefix-cache hit rate since the previous reading (``--watch``)."""
     recent_external_rate: float | None = None
+    request_rate: float | None = None
+    """Completion requests per second since the previous reading (``--watch``)."""
+    prompt_token_rate: float | None = None
+    completion_token_rate: float | None = None
+
+    @property
+    def external_cache_off(self) -> bool:
+        """No KV connector (LMCache) is asked: the engine's own cache missed tokens, and not one
+        was looked up outside it (with a connector, every miss is)."""
+        own, external = self.prefix_cache, self.external_cache
+        if external is None:  # an engine without the metric: nothing can be said
+            return False
+        return own is not None and own.queries > own.hits and external.queries == 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        for key in COUNTS:
+            data[key] = _whole(data[key])
         for key in ("prefix_cache", "external_cache"):
             rate: CacheRate | None = getattr(self, key)
-            data[key] = None if rate is None else {**asdict(rate), "rate": rate.rate}
+            data[key] = (
+                None
+                if rate is None
+                else {"hits": _whole(rate.hits), "queries": _whole(rate.queries), "rate": rate.rate}
+            )
+        data["external_cache_off"] = self.external_cache_off
         return data
+
+
+COUNTS = (
+    "running",
+    "waiting",
+    "requests",
+    "errors",
+    "mid_stream_errors",
+    "rate_limited",
+    "cancelled",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+)
+"""Figures that count things: whole numbers in JSON (Prometheus gives every value as a float)."""
+
+
+def _whole(value: float | None) -> int | float | None:
+    return int(value) if value is not None and float(value).is_integer() else value
 
 
 async def read_status(client: Client, previous: Status | None = None) -> Status:
@@ -160,7 +199,24 @@ def status_from(
     if previous is not None:
         status.recent_prefix_rate = _delta_rate(previous.prefix_cache, status.prefix_cache)
         status.recent_external_rate = _delta_rate(previous.external_cache, status.external_cache)
+        _rates(previous, status)
     return status
+
+
+def _rates(before: Status, after: Status) -> None:
+    """Per-second rates of the proxy's counters between two readings."""
+    seconds = after.checked_at - before.checked_at
+    if seconds <= 0:
+        return
+
+    def rate(earlier: float | None, later: float | None) -> float | None:
+        if earlier is None or later is None or later < earlier:  # counters began again
+            return None
+        return (later - earlier) / seconds
+
+    after.request_rate = rate(before.requests, after.requests)
+    after.prompt_token_rate = rate(before.prompt_tokens, after.prompt_tokens)
+    after.completion_token_rate = rate(before.completion_tokens, after.completion_tokens)
 
 
 def _engine_figures(status: Status, samples: Samples) -> None:

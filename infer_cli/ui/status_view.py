@@ -103,7 +103,12 @@ def rows(status: Status) -> list[tuple[str, str]]:
         )
         out.append(("KV cache", f"{_percent(status.kv_cache_usage)} used"))
         out.append(("prefix cache", _cache(status.prefix_cache, status.recent_prefix_rate)))
-        out.append(("LMCache", _cache(status.external_cache, status.recent_external_rate)))
+        lmcache = (
+            "off (no KV connector: the engine's own misses were not looked up)"
+            if status.external_cache_off
+            else _cache(status.external_cache, status.recent_external_rate)
+        )
+        out.append(("LMCache", lmcache))
     if status.requests is not None:
         served = [_counted(status.requests, "request"), _counted(status.errors, "error")]
         if status.mid_stream_errors:
@@ -119,6 +124,15 @@ def rows(status: Status) -> list[tuple[str, str]]:
         if status.cost is not None:
             tokens += f" · ${status.cost:.6f}".rstrip("0").rstrip(".")
         out.append(("tokens", tokens))
+    if status.request_rate is not None:
+        out.append(
+            (
+                "rates",
+                f"{status.request_rate:.1f} req/s · "
+                f"{status.prompt_token_rate or 0:.0f} prompt tok/s · "
+                f"{status.completion_token_rate or 0:.0f} completion tok/s",
+            )
+        )
     if status.mean_ttft is not None:
         out.append(("mean TTFT", f"{status.mean_ttft * 1000:.0f} ms (at the proxy)"))
     return out
