@@ -46,6 +46,7 @@ KEYS = (
     ('Alt-Enter (Esc Enter), or a """ block', "new line in the message"),
     ("Up / Down, Ctrl-R", "history (kept across sessions)"),
     ("Ctrl-C", "stop the answer (it is kept, marked); at an empty prompt: leave"),
+    ("Tab", "complete a slash command"),
     ("Ctrl-D", "leave"),
 )
 RESERVED = {
@@ -132,7 +133,7 @@ async def _set(session: ChatSession, argument: str) -> Outcome:
         raise UsageError(
             f"/set {name} needs a value", hint=f"e.g. /set {name} 0.5, or /unset {name}"
         )
-    params[name] = parse_value(raw)
+    params[name] = checked(name, parse_value(raw), f"/set {name}")
     return Outcome(f"{name} = {json.dumps(params[name])}")
 
 
@@ -262,10 +263,37 @@ def parse_option(text: str) -> tuple[str, Any]:
     name, sep, raw = text.partition("=")
     name = name.strip()
     if not sep or not _PARAM.fullmatch(name):
-        raise UsageError(f"bad option {text!r}", hint="use -o key=value, e.g. -o temperature=0.2")
+        raise UsageError(
+            f"bad option {text!r}", hint="use --option key=value, e.g. --option temperature=0.2"
+        )
     if name in RESERVED:
-        raise UsageError(f"{name} cannot be set with -o", hint=RESERVED[name])
-    return name, parse_value(raw.strip())
+        raise UsageError(f"{name} cannot be set with --option", hint=RESERVED[name])
+    return name, checked(name, parse_value(raw.strip()), f"--option {name}")
+
+
+# The sampling parameters whose type is known: a wrong one is refused at once, not at the next send.
+_NUMBERS = {"temperature", "top_p", "min_p", "top_a", "frequency_penalty", "presence_penalty",
+            "repetition_penalty", "length_penalty"}  # fmt: skip
+_WHOLE = {"max_tokens", "max_completion_tokens", "top_k", "seed", "n", "top_logprobs", "min_tokens"}
+_FLAGS = {"logprobs", "ignore_eos", "skip_special_tokens", "include_stop_str_in_output"}
+
+
+def checked(name: str, value: Any, where: str) -> Any:
+    """``value`` if it has the type ``name`` takes (unknown parameters pass as they are)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if name in _NUMBERS and not number:
+        raise UsageError(
+            f"{where}: {name} must be a number, not {value!r}", hint=f"e.g. {where} 0.7"
+        )
+    if name in _WHOLE and not (number and float(value).is_integer()):
+        raise UsageError(
+            f"{where}: {name} must be a whole number, not {value!r}", hint=f"e.g. {where} 256"
+        )
+    if name in _FLAGS and not isinstance(value, bool):
+        raise UsageError(
+            f"{where}: {name} must be true or false, not {value!r}", hint=f"e.g. {where} true"
+        )
+    return int(value) if name in _WHOLE else value
 
 
 def plural(count: int, word: str) -> str:

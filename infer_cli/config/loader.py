@@ -160,7 +160,7 @@ def check_file_types(data: Mapping[str, Any], origins: Mapping[str, str]) -> Non
         if not fits:
             literal = {bool: "true", int: "8080", float: "0.9"}[wanted]
             meant = parse_value(value) if isinstance(value, str) else None
-            if isinstance(meant, wanted):
+            if isinstance(meant, bool | int | float) and isinstance(meant, wanted):
                 literal = tomllib_literal(meant)
             raise ProfileError(
                 f"bad value for '{key}' in {origin}: must be {_KINDS[wanted]}, "
@@ -184,7 +184,8 @@ def _scalar_type(parts: list[str]) -> type | None:
             options = [arg for arg in get_args(annotation) if arg is not type(None)]
             annotation = options[0] if len(options) == 1 else None
         if i == len(parts) - 1:
-            return annotation if annotation in (bool, int, float) else None
+            scalars: list[type] = [bool, int, float]
+            return scalars[scalars.index(annotation)] if annotation in scalars else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return None
         model = annotation

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
 
 from infer_cli.files import write_atomic
 
@@ -117,9 +121,36 @@ class ChatInput:
             key_bindings=bindings,
             prompt_continuation=lambda width, _line, _soft: CONTINUATION.rjust(width),
             enable_history_search=False,
+            completer=SlashCompleter(),
+            complete_while_typing=False,  # Tab completes; typing stays quiet
         )
 
     async def read(self) -> str:
         """One message (raises KeyboardInterrupt / EOFError to leave)."""
         text = await self._session.prompt_async(PROMPT, handle_sigint=False)
         return unwrap_block(text)
+
+
+def slash_completions(text: str) -> list[tuple[str, str]]:
+    """The slash commands (and aliases) ``text`` may be the start of, with their summaries."""
+    from infer_cli.chat.commands import COMMANDS
+
+    if not text.startswith("/") or any(c.isspace() for c in text):
+        return []
+    return [
+        (f"/{name}", command.summary)
+        for command in COMMANDS
+        for name in (command.name, *command.aliases)
+        if f"/{name}".startswith(text)
+    ]
+
+
+class SlashCompleter(Completer):
+    """Tab completes a slash command at the start of the prompt."""
+
+    def get_completions(
+        self, document: Document, complete_event: CompleteEvent
+    ) -> Iterator[Completion]:
+        text = document.text_before_cursor
+        for word, summary in slash_completions(text):
+            yield Completion(word, start_position=-len(text), display_meta=summary)

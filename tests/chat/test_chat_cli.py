@@ -69,7 +69,11 @@ def test_json_no_stream_options_and_system(sims: SimServers, infer_home: Path) -
     whole = chat(*base, "--no-stream", "hi")
     assert whole.exit_code == 0 and whole.stdout.strip() == text
     bad = chat(*base, "--option", "oops", "hi")
-    assert bad.exit_code == 2 and "-o key=value" in bad.stderr
+    assert bad.exit_code == 2 and "--option key=value" in bad.stderr
+    hot = chat("--url", sims.fast.url, "--option", "temperature=hot", "hi")
+    assert hot.exit_code == 2
+    (line,) = hot.stderr.strip().splitlines()
+    assert "temperature must be a number, not 'hot'" in line
 
 
 def test_url_forms_env_and_continue(sims: SimServers, infer_home: Path) -> None:

@@ -235,3 +235,26 @@ def test_ctrl_c_stops_a_one_question_answer(sims: SimServers, infer_home: Path) 
     assert stderr == "[interrupted]\n"
     kept = json.loads((infer_home / "chat" / "last.json").read_text())["messages"][-1]
     assert kept["interrupted"] is True
+
+
+def test_a_parameter_of_the_wrong_type_is_refused_at_once(
+    sims: SimServers, infer_home: Path
+) -> None:
+    with interactive(sims.fast, infer_home) as child:
+        say(child, "/set temperature hot", until="temperature must be a number, not 'hot'")
+        say(child, "/set max_tokens 2.5", until="max_tokens must be a whole number")
+        say(child, "/set", until="no parameters set")  # neither was kept
+        child.sendeof()
+        child.expect_exact(pexpect.EOF)
+    assert child.exitstatus == 0
+
+
+def test_tab_completes_slash_commands(sims: SimServers, infer_home: Path) -> None:
+    with interactive(sims.fast, infer_home) as child:
+        child.send("/reas\t")  # one command starts so: completed in place
+        child.expect_exact("/reasoning")
+        child.send("\r")
+        child.expect_exact("the thinking of reasoning models is shown")
+        child.expect_exact(PROMPT)
+        child.sendeof()
+        child.expect_exact(pexpect.EOF)
