@@ -196,3 +196,29 @@ def test_bench_behind_the_proxy_fits_prompt_lengths_with_the_engines_tokenizer(
     assert data["lengths"] == {"exact": True, "source": f"{url}/tokenize", "off_target": 0}
     assert data["server"]["profile"] == "sim"
     assert [r["prompt_tokens"] for r in data["runs"][0]["requests"]] == [50, 50, 50]
+
+
+def test_verbose_serve_prints_one_line_per_request(infer_home: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infer_cli", "-v", "serve", "--profile", "sim", "--port", str(port)],
+        env={**os.environ, "NO_COLOR": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_health(url, process, 200)
+        ask(url)
+        ask(url)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.stderr is not None
+    lines = [
+        line
+        for line in process.stderr.read().decode().splitlines()
+        if "/v1/chat/completions 200" in line
+    ]
+    assert len(lines) == 2, lines
+    assert "sim-model" in lines[0] and "tok" in lines[0] and "length" in lines[0]

@@ -5,14 +5,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from infer_cli.config.schema import Profile
     from infer_cli.proxy.connection_guard import ConnectionLimits
+    from infer_cli.proxy.generations import GenerationRecord
     from infer_cli.proxy.state import UpstreamState
 
 
-def proxy_app(profile: Profile, state: UpstreamState, name: str | None = None) -> Any:
+def proxy_app(
+    profile: Profile,
+    state: UpstreamState,
+    name: str | None = None,
+    observers: Sequence[Callable[[GenerationRecord], None]] = (),
+) -> Any:
     """The proxy in front of ``state``'s engine, configured by the profile's ``[proxy]`` and
-    ``[openrouter]`` tables (and ``INFER_API_KEYS``); ``name`` is the profile's, for ``/health``."""
+    ``[openrouter]`` tables (and ``INFER_API_KEYS``); ``name`` is the profile's, for ``/health``;
+    ``observers`` see every finished generation (``infer serve -v`` prints one line each)."""
     from infer_cli.config.schema import parse_size
     from infer_cli.proxy.app import ProxyConfig, create_app
     from infer_cli.proxy.bounds import BodyBounds
@@ -31,7 +40,13 @@ def proxy_app(profile: Profile, state: UpstreamState, name: str | None = None) -
             max_messages=settings.max_messages,
         ),
     )
-    return create_app(config, state, provider=provider_info(profile), guards=guard_config(settings))
+    return create_app(
+        config,
+        state,
+        provider=provider_info(profile),
+        guards=guard_config(settings),
+        observers=observers,
+    )
 
 
 def connection_limits(profile: Profile) -> ConnectionLimits:

@@ -85,7 +85,9 @@ async def run_front(
     state = UpstreamState(url=base, api_key=api_key, model=profile.model.name)
     state.detail = "checking the upstream"
     server = ProxyServer(
-        proxy_app(profile, state, profile_name), sock, limits=connection_limits(profile)
+        proxy_app(profile, state, profile_name, [reporter.generation]),
+        sock,
+        limits=connection_limits(profile),
     )
 
     loop = asyncio.get_running_loop()

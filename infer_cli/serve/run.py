@@ -22,6 +22,7 @@ from infer_cli.serve.plan import ServePlan
 
 if TYPE_CHECKING:
     from infer_cli.engine.supervisor import Failure
+    from infer_cli.proxy.generations import GenerationRecord
     from infer_cli.proxy.state import UpstreamState
 
 
@@ -35,6 +36,7 @@ class ServeReporter(Protocol):
         self, url: str, model: str, seconds: float, run_dir: Path | None, simulated: bool = False
     ) -> None: ...
     def warning(self, message: str) -> None: ...
+    def generation(self, record: GenerationRecord) -> None: ...
     def stopping(self, reason: str) -> None: ...
     def stopped(self) -> None: ...
 
@@ -57,7 +59,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     sock = bind(plan.host, plan.port)
     state = UpstreamState(url=None, api_key=plan.api_key, model=plan.model)
     server = ProxyServer(
-        proxy_app(plan.profile, state, plan.profile_name),
+        proxy_app(plan.profile, state, plan.profile_name, [reporter.generation]),
         sock,
         limits=connection_limits(plan.profile),
     )

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 from rich.status import Status
 
-from infer_cli.ui.console import escape, stderr, stdout
+from infer_cli.ui.console import escape, is_verbose, stderr, stdout
 
 if TYPE_CHECKING:
     from infer_cli.engine.process import StartProgress
+    from infer_cli.proxy.generations import GenerationRecord
     from infer_cli.serve.plan import ServePlan
 
 
@@ -73,6 +74,13 @@ class ServeView:
         self._stop_status()
         stderr.print(f"[yellow]![/] {escape(message)}")
 
+    def generation(self, record: GenerationRecord) -> None:
+        """One line per finished request at ``-v`` (as vLLM and ollama log them)."""
+        if not is_verbose():
+            return
+        self._stop_status()
+        stderr.print(f"[dim]{escape(request_line(record))}[/]")
+
     def stopping(self, reason: str) -> None:
         self._stop_status()
         stderr.print(f"stopping ({reason})…")
@@ -107,3 +115,22 @@ def client_hint(url: str) -> str | None:
     if client == DEFAULT_URL:
         return None
     return f"infer chat -u {client}  (or export INFER_URL={client} for every client command)"
+
+
+def request_line(record: GenerationRecord) -> str:
+    """``POST /v1/chat/completions 200 model 31+12 tok (8 cached) ttft 0.12s 0.84s stop``."""
+    parts = [f"{record.route} {record.status}", record.model]
+    parts.append(f"{record.prompt_tokens}+{record.completion_tokens} tok")
+    if record.cached_tokens:
+        parts.append(f"({record.cached_tokens} cached)")
+    if record.ttft is not None:
+        parts.append(f"ttft {record.ttft:.2f}s")
+    parts.append(f"{record.latency:.2f}s")
+    ending = "cancelled" if record.cancelled else (record.finish_reason or "")
+    if record.error:
+        ending = f"error: {record.error}"
+    if ending:
+        parts.append(ending)
+    if record.key_id:
+        parts.append(f"key {record.key_id}")
+    return " ".join(parts)
