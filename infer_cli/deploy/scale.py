@@ -49,6 +49,8 @@ def scale_out(profile: Profile, notes: Notes) -> ScaleOut:
     if table is None:
         return ScaleOut(replicas=1, routing="roundrobin")
     count = int(_first(table, ("count", "replicas"), 1))
+    if count == 1 and not _first(table, ("workers",), ()):
+        return ScaleOut(replicas=1, routing="roundrobin")  # one engine: nothing to route
     policy = str(_first(table, ("router_policy", "policy"), "cache_aware"))
     routing = POLICY_TO_ROUTING.get(policy)
     if routing is None:

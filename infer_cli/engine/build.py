@@ -33,10 +33,12 @@ from infer_cli.engine.environment import (
     CUDA_EXTRAS,
     LMCACHE_VERSION,
     MARKER_FORMAT,
+    ROUTER_VERSION,
     TORCH_VERSION,
     VLLM_ALIAS_VERSION,
     VLLM_VERSION,
     bin_dir,
+    engine_home,
     installed_versions,
     is_ready,
     log_path,
@@ -331,7 +333,35 @@ def _build_steps(with_lmcache: bool) -> list[_BuildStep]:
             install(*CONVERSION_PACKAGES),
         )
     )
+    steps.append(
+        _BuildStep(
+            f"pip install vllm-router=={ROUTER_VERSION}",
+            lambda: _has("vllm-router", ROUTER_VERSION),
+            _install_router,
+        )
+    )
     return steps
+
+
+def _install_router(runner: StepRunner) -> None:
+    """vllm-router into the engine venv, held to the versions already there.
+
+    The constraints file pins every installed distribution, so pip may add what the router needs
+    but fails rather than upgrade or downgrade a package vLLM or LMCache pinned.
+    """
+    constraints = engine_home() / "router-constraints.txt"
+    constraints.write_text(constraints_text(installed_versions()))
+    pip_install(runner, f"--constraint={constraints}", f"vllm-router=={ROUTER_VERSION}")
+
+
+def constraints_text(versions: Mapping[str, str]) -> str:
+    """``name==version`` lines for pip's ``--constraint`` (infer's metadata-only alias left out)."""
+    lines = [
+        f"{name}=={version}"
+        for name, version in sorted(versions.items())
+        if not (name == "vllm" and version == VLLM_ALIAS_VERSION)
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def pending_steps() -> list[str]:

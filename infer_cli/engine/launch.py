@@ -1,8 +1,15 @@
-"""From a profile to the exact ``lmcache server`` and ``vllm serve`` command lines.
+"""From a profile to the exact ``lmcache server``, ``vllm serve`` and ``vllm-router`` command lines.
 
 Pure functions: every value that depends on the machine (executables, ports, the model folder, the
 internal key, the run folder) arrives in a :class:`LaunchTarget`, so the same profile always gives
 the same argv, and golden files can pin them for every bundled profile.
+
+One replica and no workers: ``lmcache`` then ``vllm``. Several replicas (``[replicas]``) or other
+machines' engines: ``lmcache`` (or ``lmcache-0``, ``lmcache-1``, ... when not shared), ``vllm-0``,
+``vllm-1``, ..., then ``router`` over all of them. The replicas share one internal key: vllm-router
+passes the caller's ``Authorization`` header through to whichever engine it picks (measured with
+vllm-router 0.1.17; its ``--api-key`` is not sent on requests), so every engine behind it must
+accept the key the proxy sends.
 """
 
 from __future__ import annotations
@@ -10,10 +17,17 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from infer_cli.config.schema import EngineSection, LMCacheSection, Profile
+from infer_cli.config.schema import (
+    EngineSection,
+    FsTier,
+    LMCacheSection,
+    Profile,
+    RedisTier,
+    S3Tier,
+)
 from infer_cli.engine.process import Command
 
 LOOPBACK = "127.0.0.1"
@@ -38,6 +52,31 @@ class LaunchTarget:
     )  # e.g. the CPU engine environment's variables
     offline: bool = False  # the model is a local folder: never ask the hub
     python: str = "python3"  # the interpreter that runs infer's own simulated engine
+    replica_ports: tuple[int, ...] = ()  # one per replica (default: port, port + 1, ...)
+    lmcache_servers: tuple[tuple[int, int], ...] = ()
+    """(port, http port) of each cache server when the replicas do not share one (default:
+    consecutive pairs from lmcache_port)."""
+    router: str = "vllm-router"
+    router_port: int = 30000
+    router_metrics_port: int = 29000
+    worker: bool = False  # ``infer serve --worker``: replicas only, on a reachable address
+    replica_host: str = LOOPBACK  # where replicas listen (the worker's address with --worker)
+
+    def replica_port(self, index: int) -> int:
+        if not self.replica_ports:
+            return self.port + index
+        if index >= len(self.replica_ports):
+            raise ValueError(f"no port for replica {index}: {len(self.replica_ports)} given")
+        return self.replica_ports[index]
+
+    def lmcache_ports(self, index: int) -> tuple[int, int]:
+        """The ports of cache server ``index`` (0 is the shared one)."""
+        if not self.lmcache_servers:
+            if index == 0:
+                return self.lmcache_port, self.lmcache_http_port
+            step = 2 * index
+            return self.lmcache_port + step, self.lmcache_http_port + step
+        return self.lmcache_servers[index]
 
 
 def shell_line(command: Command) -> str:
@@ -50,25 +89,67 @@ def plan(profile: Profile, target: LaunchTarget) -> list[Command]:
     """The processes of one run, in start order."""
     if profile.engine.backend == "sim":
         return [sim_engine(profile, target)]
-    launches = []
-    if profile.lmcache.mode == "mp":
-        launches.append(lmcache_server(profile.lmcache, target))
-    launches.append(vllm_serve(profile, target))
-    return launches
+    if profile.replicas.count == 1 and not routed(profile, target):
+        launches = []
+        if profile.lmcache.mode == "mp":
+            launches.append(lmcache_server(profile.lmcache, target))
+        launches.append(vllm_serve(profile, target))
+        return launches
+    return replicated(profile, target)
 
 
-def lmcache_server(cache: LMCacheSection, target: LaunchTarget) -> Command:
+def routed(profile: Profile, target: LaunchTarget) -> bool:
+    """Whether this run starts vllm-router (never on a worker machine)."""
+    return profile.replicas.routed and not target.worker
+
+
+def replicated(profile: Profile, target: LaunchTarget) -> list[Command]:
+    """Cache server(s), the replicas (they start side by side), then the router over them."""
+    count, cache = profile.replicas.count, profile.lmcache
+    servers: list[Command] = []
+    if cache.mode == "mp":
+        shared = cache.shared or count == 1
+        servers = [lmcache_server(cache, target, None if shared else i) for i in range(count)]
+        servers = servers[:1] if shared else servers
+    replicas = []
+    for index in range(count):
+        server = servers[0 if len(servers) == 1 else index] if servers else None
+        command = vllm_serve(profile, target, index)
+        replicas.append(replace(command, requires=(server.name,) if server else ()))
+    commands = [*servers, *replicas]
+    if routed(profile, target):
+        urls = [replica_url(target, i) for i in range(count)]
+        commands.append(router_command(profile, target, [*urls, *profile.replicas.workers]))
+    return commands
+
+
+def replica_name(profile: Profile, target: LaunchTarget, index: int | None) -> str:
+    if index is None or (profile.replicas.count == 1 and not routed(profile, target)):
+        return "vllm"
+    return f"vllm-{index}"
+
+
+def replica_url(target: LaunchTarget, index: int) -> str:
+    """Where the router (on this machine) reaches replica ``index``."""
+    return f"http://{_client_host(target.replica_host)}:{target.replica_port(index)}"
+
+
+def lmcache_server(
+    cache: LMCacheSection, target: LaunchTarget, index: int | None = None
+) -> Command:
+    """``lmcache server``; ``index`` names one of several (one per replica, not shared)."""
+    port, http_port = target.lmcache_ports(index or 0)
     argv = [
         target.lmcache,
         "server",
         "--host",
         cache.host,
         "--port",
-        str(target.lmcache_port),
+        str(port),
         "--http-host",
         LOOPBACK,
         "--http-port",
-        str(target.lmcache_http_port),
+        str(http_port),
         "--l1-size-gb",
         _number(cache.l1_size_gb),
         "--eviction-policy",
@@ -78,25 +159,33 @@ def lmcache_server(cache: LMCacheSection, target: LaunchTarget) -> Command:
     ]
     for adapter in l2_adapters(cache):
         argv += ["--l2-adapter", json.dumps(adapter, separators=(",", ":"))]
+    if cache.l2_store_policy:
+        argv += ["--l2-store-policy", cache.l2_store_policy]
+    if cache.l2_prefetch_policy:
+        argv += ["--l2-prefetch-policy", cache.l2_prefetch_policy]
     argv += cache.extra_args
     env = {**target.env, **cache.env}
     return Command(
-        name="lmcache",
+        name="lmcache" if index is None else f"lmcache-{index}",
         argv=argv,
         env=env,
-        health_url=f"http://{LOOPBACK}:{target.lmcache_http_port}/healthcheck",
+        health_url=f"http://{LOOPBACK}:{http_port}/healthcheck",
         startup_timeout=cache.startup_timeout,
         stop_timeout=cache.stop_timeout,
     )
 
 
-def vllm_serve(profile: Profile, target: LaunchTarget) -> Command:
+def vllm_serve(profile: Profile, target: LaunchTarget, index: int | None = None) -> Command:
+    """``vllm serve``; ``index`` is the replica's number when there are several."""
     model, engine, cache = profile.model, profile.engine, profile.lmcache
+    port = target.replica_port(index or 0)
+    host = target.replica_host
     argv = [target.vllm, "serve", target.model]
-    argv += ["--served-model-name", model.name, "--host", LOOPBACK, "--port", str(target.port)]
+    argv += ["--served-model-name", model.name, "--host", host, "--port", str(port)]
     argv += _model_flags(profile)
     argv += _engine_flags(engine)
-    connector = kv_transfer_config(cache, target)
+    server = 0 if index is None or cache.shared else index
+    connector = kv_transfer_config(cache, target, target.lmcache_ports(server)[0])
     if connector is not None:
         argv += ["--kv-transfer-config", json.dumps(connector, separators=(",", ":"))]
     argv += engine.extra_args
@@ -107,14 +196,66 @@ def vllm_serve(profile: Profile, target: LaunchTarget) -> Command:
     if cache.mode == "in-process":
         env.update(lmcache_in_process_env(cache))
     env.update(engine.env)
+    devices = device_group(profile, target, index)
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = devices
     env["VLLM_API_KEY"] = target.api_key
     return Command(
-        name="vllm",
+        name=replica_name(profile, target, index),
         argv=argv,
         env=env,
-        health_url=f"http://{LOOPBACK}:{target.port}/health",
+        health_url=f"http://{_client_host(host)}:{port}/health",
         startup_timeout=engine.startup_timeout,
         stop_timeout=engine.stop_timeout,
+    )
+
+
+def device_group(profile: Profile, target: LaunchTarget, index: int | None) -> str | None:
+    """``CUDA_VISIBLE_DEVICES`` of replica ``index`` on a GPU machine; None: leave it alone."""
+    replicas = profile.replicas
+    if target.device != "cuda" or (replicas.count == 1 and replicas.device_groups is None):
+        return None
+    i = index or 0
+    if replicas.device_groups is not None:
+        group = replicas.device_groups[i]
+    else:
+        size = profile.gpus_per_replica
+        group = list(range(i * size, (i + 1) * size))
+    return ",".join(str(device) for device in group)
+
+
+def router_command(profile: Profile, target: LaunchTarget, worker_urls: list[str]) -> Command:
+    """``vllm-router`` on loopback over ``worker_urls``; the proxy forwards to it.
+
+    Ready when ``/liveness`` answers: its ``/health`` is 503 while any one engine is down, which
+    is the router doing its job, not the router failing. ``/readiness`` says how many are healthy.
+    """
+    replicas = profile.replicas
+    argv = [target.router, "--host", LOOPBACK, "--port", str(target.router_port)]
+    argv += ["--worker-urls", *worker_urls, "--policy", replicas.policy]
+    argv += ["--prometheus-host", LOOPBACK, "--prometheus-port", str(target.router_metrics_port)]
+    argv += ["--health-check-interval-secs", str(replicas.health_check_interval)]
+    valued = (
+        ("cache_threshold", "--cache-threshold"),
+        ("balance_abs_threshold", "--balance-abs-threshold"),
+        ("balance_rel_threshold", "--balance-rel-threshold"),
+        ("health_failure_threshold", "--health-failure-threshold"),
+        ("max_retries", "--retry-max-retries"),
+        ("request_timeout", "--request-timeout-secs"),
+    )
+    for option, flag in valued:
+        value = getattr(replicas, option)
+        if value is not None:
+            argv += [flag, _number(value)]
+    argv += replicas.router_extra_args
+    return Command(
+        name="router",
+        argv=argv,
+        env={},
+        health_url=f"http://{LOOPBACK}:{target.router_port}/liveness",
+        startup_timeout=replicas.router_startup_timeout,
+        stop_timeout=profile.engine.stop_timeout,
+        after=tuple(replica_name(profile, target, i) for i in range(replicas.count)),
     )
 
 
@@ -197,14 +338,17 @@ def _engine_flags(engine: EngineSection) -> list[str]:
     return flags
 
 
-def kv_transfer_config(cache: LMCacheSection, target: LaunchTarget) -> dict[str, object] | None:
+def kv_transfer_config(
+    cache: LMCacheSection, target: LaunchTarget, port: int | None = None
+) -> dict[str, object] | None:
+    """vLLM's connector to LMCache; ``port``: the cache server's (default: the shared one)."""
     if cache.mode == "off":
         return None
     if cache.mode == "in-process":
         return {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_both"}
     extra: dict[str, object] = {
         "lmcache.mp.host": f"tcp://{_client_host(cache.host)}",
-        "lmcache.mp.port": target.lmcache_port,
+        "lmcache.mp.port": target.lmcache_port if port is None else port,
     }
     mode = cache.transfer_mode
     if mode == "auto" and target.device == "cpu":
@@ -219,18 +363,40 @@ def kv_transfer_config(cache: LMCacheSection, target: LaunchTarget) -> dict[str,
 
 
 def l2_adapters(cache: LMCacheSection) -> list[dict[str, object]]:
-    """The cache server's second tiers: a local folder and/or a RESP store (Redis, Valkey)."""
+    """The cache server's second tiers, in order: ``local_disk``, ``remote_url``, then ``l2``."""
     adapters: list[dict[str, object]] = []
     if cache.local_disk:
-        adapters.append({"type": "fs", "base_path": cache.local_disk.removeprefix("file://")})
+        adapters.append(_fs_adapter(cache.local_disk))
     if cache.remote_url:
-        from urllib.parse import urlsplit
-
-        url = urlsplit(cache.remote_url)
-        adapters.append(
-            {"type": "resp", "host": url.hostname or "127.0.0.1", "port": url.port or 6379}
-        )
+        adapters.append(_resp_adapter(cache.remote_url))
+    for tier in cache.l2:
+        if isinstance(tier, FsTier):
+            adapters.append(_fs_adapter(tier.path))
+        elif isinstance(tier, RedisTier):
+            adapters.append(_resp_adapter(tier.url))
+        elif isinstance(tier, S3Tier):
+            adapters.append(
+                {
+                    "type": "s3",
+                    "s3_endpoint": f"s3://{tier.bucket}.{tier.host}",
+                    "s3_region": tier.region,
+                }
+            )
+        else:
+            adapters.append(dict(tier.adapter))
     return adapters
+
+
+def _fs_adapter(folder: str) -> dict[str, object]:
+    return {"type": "fs", "base_path": str(Path(folder.removeprefix("file://")).expanduser())}
+
+
+def _resp_adapter(url: str) -> dict[str, object]:
+    """Redis and Valkey both speak RESP: LMCache's ``resp`` adapter reaches either."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return {"type": "resp", "host": parts.hostname or "127.0.0.1", "port": parts.port or 6379}
 
 
 def lmcache_in_process_env(cache: LMCacheSection) -> dict[str, str]:

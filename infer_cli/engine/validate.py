@@ -21,6 +21,7 @@ from typing import Any
 from infer_cli.errors import EngineError
 
 CHECKER = Path(__file__).with_name("_check_vllm_args.py")
+ROUTER_CHECKER = Path(__file__).with_name("_check_router_args.py")
 
 
 @dataclass(frozen=True)
@@ -164,3 +165,43 @@ def _last_json(text: str) -> dict[str, Any] | None:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
+
+
+def validate_router_args(
+    router_executable: Path, argv: Sequence[str], *, timeout: float = 60.0
+) -> Verdict:
+    """Run vllm-router's own parser and rules on ``argv`` (the flags after the executable)."""
+    python = engine_python(Path(router_executable))
+    command = [str(python), "-I", str(ROUTER_CHECKER), "--", *argv]
+    try:
+        result = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise EngineError(
+            f"vllm-router's argument check with {python} did not finish in {timeout:.0f} s",
+            hint="try again when the machine is less busy",
+        ) from None
+    except OSError as error:
+        raise EngineError(
+            f"cannot run vllm-router's argument check with {python}: {error.strerror or error}",
+            hint="check replicas.router in the profile",
+        ) from None
+    verdict = _last_json(result.stdout)
+    if result.returncode in (0, 1) and verdict is not None:
+        return Verdict(
+            ok=bool(verdict.get("ok")) and result.returncode == 0,
+            message=str(verdict.get("message", "")),
+            stage=str(verdict.get("stage", "")),
+        )
+    reason = (verdict or {}).get("message") or _last_line(result.stderr) or "no verdict"
+    raise EngineError(
+        f"vllm-router's argument check failed to run with {python} (exit {result.returncode}): "
+        f"{reason}",
+        hint="check that vllm-router runs in that environment ('vllm-router --help')",
+    )

@@ -1,19 +1,21 @@
 """A profile resolved against this machine: executables, the model, ports, the internal key.
 
 Nothing is started here. On the CPU, what is missing (the engine environment, the model) is built
-when asked to.
+when asked to. With ``[replicas]`` the plan holds every replica and the router in front of them;
+with ``worker=True`` it is the plan of a machine whose engines another machine's router uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,12 +41,40 @@ class ServePlan:
     run_dir: Path
     host: str
     port: int
-    api_key: str
-    vllm_port: int
+    api_key: str  # the key every engine here (and every worker) accepts; the proxy sends it
+    vllm_port: int  # the port the proxy forwards to (= upstream_port; the router's if any)
+    replica_ports: tuple[int, ...] = ()  # each replica's port, in replica order
+    router_port: int | None = None  # vllm-router's port, when this run has a router
+    router_metrics_port: int | None = None  # its Prometheus port (/metrics)
+    worker: bool = False  # --worker: engines only, for another machine's router; no proxy
+    worker_urls: tuple[str, ...] = ()  # --worker: the URLs the head's router reaches them by
 
     @property
     def model(self) -> str:
         return self.profile.model.name
+
+    @property
+    def upstream_port(self) -> int:
+        """Where the proxy forwards on loopback: the router when there is one, else vLLM."""
+        return self.vllm_port
+
+    @property
+    def replica_names(self) -> list[str]:
+        """The engines' command names (``vllm``, or ``vllm-0``, ``vllm-1``, ...; ``sim``)."""
+        return [c.name for c in self.commands if c.name in ("vllm", "sim") or _is_replica(c.name)]
+
+    @property
+    def worker_line(self) -> str | None:
+        """--worker: the TOML line to add to the head's profile (its ``[replicas]`` table)."""
+        if not self.worker:
+            return None
+        urls = ", ".join(f'"{url}"' for url in self.worker_urls)
+        return f"workers = [{urls}]"
+
+
+def _is_replica(name: str) -> bool:
+    prefix, _, number = name.partition("-")
+    return prefix == "vllm" and number.isdigit()
 
 
 def detect_device() -> str:
@@ -64,6 +94,19 @@ def free_port(host: str = launch.LOOPBACK) -> int:
         return int(probe.getsockname()[1])
 
 
+def free_ports(count: int, host: str = launch.LOOPBACK, avoid: Collection[int] = ()) -> list[int]:
+    """``count`` different free ports, none in ``avoid`` (each probe stays bound till the end)."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < count:
+            probe = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+            if port not in avoid:
+                ports.append(port)
+        return ports
+
+
 def prepare(
     loaded: LoadedProfile,
     *,
@@ -72,11 +115,24 @@ def prepare(
     install: bool = True,
     on_step: Callable[[str, str, float], None] | None = None,
     dry_run: bool = False,
+    worker: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> ServePlan:
-    """Resolve executables, the model and ports; on the CPU, build what is missing (``install``)."""
+    """Resolve executables, the model and ports; on the CPU, build what is missing (``install``).
+
+    ``worker``: the plan of a worker machine (``infer serve --worker``): LMCache and the replicas
+    on ``replicas.worker_host`` from ``replicas.worker_port`` up, with the key in
+    ``replicas.workers_api_key_env``; no router and no proxy.
+    """
     profile = loaded.profile
+    environ = os.environ if environ is None else environ
     run_dir = paths.runs_home() / f"{time.strftime('%Y%m%d-%H%M%S')}-{loaded.name}-{os.getpid()}"
     if profile.engine.backend == "sim":
+        if worker:
+            raise ProfileError(
+                f"profile {loaded.name} runs infer's simulated engine, which has no worker mode",
+                hint="use a vLLM profile with --worker",
+            )
         target = launch.LaunchTarget(
             vllm="vllm",
             model=profile.model.name,
@@ -87,6 +143,12 @@ def prepare(
         )
     else:
         target = _engine_target(profile, run_dir, install=install, on_step=on_step, dry_run=dry_run)
+        target = _with_replicas(
+            profile, target, worker=worker, dry_run=dry_run, environ=environ, name=loaded.name
+        )
+    has_router = launch.routed(profile, target)
+    count = profile.replicas.count if profile.engine.backend != "sim" else 1
+    replica_ports = tuple(target.replica_port(i) for i in range(count))
     return ServePlan(
         profile=profile,
         profile_name=loaded.name,
@@ -95,8 +157,110 @@ def prepare(
         host=host if host is not None else profile.proxy.host,
         port=port if port is not None else profile.proxy.port,
         api_key=target.api_key,
-        vllm_port=target.port,
+        vllm_port=target.router_port if has_router else target.port,
+        replica_ports=replica_ports,
+        router_port=target.router_port if has_router else None,
+        router_metrics_port=target.router_metrics_port if has_router else None,
+        worker=worker,
+        worker_urls=_advertised(profile, replica_ports) if worker else (),
     )
+
+
+def _with_replicas(
+    profile: Profile,
+    target: launch.LaunchTarget,
+    *,
+    worker: bool,
+    dry_run: bool,
+    environ: Mapping[str, str],
+    name: str,
+) -> launch.LaunchTarget:
+    """Ports, key and router of a run with several replicas, workers, or as a worker."""
+    replicas = profile.replicas
+    if not replicas.routed and not worker:
+        return target
+    count = replicas.count
+    taken = {target.port, target.lmcache_port, target.lmcache_http_port}
+    if worker:
+        last = replicas.worker_port + count - 1
+        if last > 65535:
+            raise ProfileError(
+                f"replicas.worker_port {replicas.worker_port} + {count} replicas passes port 65535",
+                hint="lower replicas.worker_port",
+            )
+        ports = list(range(replicas.worker_port, last + 1))
+        spare = free_ports(2 * count, avoid={*taken, *ports})
+    else:
+        picked = free_ports(3 * count + 2, avoid=taken)
+        ports, spare = picked[:count], picked[count:]
+    servers: tuple[tuple[int, int], ...] = ()
+    cache = profile.lmcache
+    if cache.mode == "mp" and not cache.shared and count > 1:
+        servers = tuple(
+            (cache.port + 2 * i if cache.port else spare[2 * i],
+             cache.http_port + 2 * i if cache.http_port else spare[2 * i + 1])
+            for i in range(count)
+        )  # fmt: skip
+    router, router_port, metrics_port = "vllm-router", 0, 0
+    if not worker:
+        router_port, metrics_port = spare[-2], spare[-1]
+        router = _executable(
+            lambda: _find_router(replicas.router), replicas.router, "vllm-router", dry_run
+        )
+    api_key = target.api_key
+    if worker or replicas.workers:
+        api_key = _workers_key(profile, environ, name, worker=worker, dry_run=dry_run)
+    return replace(
+        target,
+        port=ports[0],
+        replica_ports=tuple(ports),
+        lmcache_servers=servers,
+        router=router,
+        router_port=router_port,
+        router_metrics_port=metrics_port,
+        worker=worker,
+        replica_host=replicas.worker_host if worker else launch.LOOPBACK,
+        api_key=api_key,
+    )
+
+
+def _find_router(setting: str) -> Path:
+    from infer_cli.engine import environment
+
+    return environment.find_router(setting)
+
+
+def _workers_key(
+    profile: Profile, environ: Mapping[str, str], name: str, *, worker: bool, dry_run: bool
+) -> str:
+    """The key shared by this machine's engines and the workers (the router passes it through)."""
+    variable = profile.replicas.workers_api_key_env
+    key = environ.get(variable, "").strip()
+    if key:
+        return key
+    if dry_run:
+        return f"${variable}"
+    why = (
+        "--worker serves engines to another machine's router"
+        if worker
+        else f"profile {name} routes to workers (replicas.workers)"
+    )
+    raise ProfileError(
+        f"{why}, and ${variable} is empty: every engine behind the router must accept one key",
+        hint=f"export {variable}=<the same secret on the head and on every worker> "
+        "(replicas.workers_api_key_env names the variable)",
+    )
+
+
+def _advertised(profile: Profile, ports: tuple[int, ...]) -> tuple[str, ...]:
+    """The URLs another machine reaches this worker's replicas by."""
+    replicas = profile.replicas
+    host = replicas.advertise_host
+    if host is None:
+        bound = replicas.worker_host
+        host = socket.gethostname() if bound in ("0.0.0.0", "::", "") else bound
+    shown = f"[{host}]" if ":" in host else host
+    return tuple(f"http://{shown}:{port}" for port in ports)
 
 
 def _engine_target(
@@ -191,21 +355,63 @@ def _steps(on_step: Callable[[str, str, float], None] | None) -> Callable[[Step]
 
 
 def validate_with_engine(loaded: LoadedProfile) -> Verdict:
-    """vLLM's own parser on this profile's command line (``profiles validate --engine``)."""
+    """vLLM's own parser on this profile's command line (``profiles validate --engine``).
+
+    With several replicas, vLLM checks the first one's argv: the others are checked here to
+    differ from it only in their ports, so vLLM's verdict holds for each. The router's flags go
+    to vllm-router's own parser.
+    """
     from infer_cli.engine import validate
 
     plan = prepare(loaded, install=False, dry_run=True)
-    vllm = next((item for item in plan.commands if item.name == "vllm"), None)
-    if vllm is None:
+    engines = [c for c in plan.commands if c.name != "sim" and c.name in plan.replica_names]
+    if not engines:
         raise ProfileError(
             f"profile {loaded.name} runs infer's simulated engine: there is no vLLM command "
             "line to check",
             hint="drop --engine",
         )
+    vllm = engines[0]
+    for other in engines[1:]:
+        if _without_ports(other.argv) != _without_ports(vllm.argv):
+            raise ProfileError(
+                f"replica {other.name} of profile {loaded.name} differs from {vllm.name} in "
+                "more than its ports",
+                hint="report this: replicas are meant to be copies",
+            )
     executable = Path(vllm.argv[0])
     if not executable.is_absolute():
         from infer_cli.engine import environment
 
         executable = environment.find_vllm(loaded.profile.engine.vllm)
     model_is_local = Path(vllm.argv[2]).is_dir()
-    return validate.validate_vllm_args(executable, vllm.argv[1:], check_model=model_is_local)
+    verdict = validate.validate_vllm_args(executable, vllm.argv[1:], check_model=model_is_local)
+    router = next((c for c in plan.commands if c.name == "router"), None)
+    if not verdict.ok or router is None:
+        return verdict
+    found = _find_router(loaded.profile.replicas.router)
+    checked = validate.validate_router_args(found, router.argv[1:])
+    if not checked.ok:
+        return replace(checked, message=f"vllm-router refuses its flags: {checked.message}")
+    return replace(
+        verdict,
+        message=f"{verdict.message}; the same for all {len(engines)} replicas (they differ only "
+        f"in ports); vllm-router accepts its flags",
+    )
+
+
+def _without_ports(argv: list[str]) -> list[str]:
+    """``argv`` with the replica's port and its cache server's port blanked."""
+    import json
+
+    blanked = list(argv)
+    for i, item in enumerate(blanked[:-1]):
+        if item == "--port":
+            blanked[i + 1] = "PORT"
+        elif item == "--kv-transfer-config":
+            config = json.loads(blanked[i + 1])
+            extra = config.get("kv_connector_extra_config", {})
+            if "lmcache.mp.port" in extra:
+                extra["lmcache.mp.port"] = "PORT"
+            blanked[i + 1] = json.dumps(config, sort_keys=True)
+    return blanked
