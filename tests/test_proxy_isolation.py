@@ -180,3 +180,35 @@ def test_keys_list_says_what_the_proxy_does(tmp_path: Path) -> None:
     assert "401" in empty.output and "serves every client" not in empty.output
     listed = runner.invoke(app, ["keys", "list", "--file", str(path), "--json"])
     assert '"auth": "closed"' in listed.stdout
+
+
+async def test_a_route_the_profile_turns_on_is_relayed_behind_the_keys(fake: FakeUpstream) -> None:
+    guards = GuardConfig(api_keys=(KEY_A,), engine_metrics=False)
+    async with (
+        serve(fake, guards, extra_routes=("/v1/echo",)) as served,
+        client(served.url, KEY_A) as alice,
+        client(served.url) as anonymous,
+    ):
+        relayed = await alice.post("/v1/echo", params={"x": "1"}, json={"input": "hi"})
+        refused = await anonymous.post("/v1/echo", json={"input": "hi"})
+        other = await alice.post("/v1/embeddings", json={"input": "hi"})
+    assert relayed.status_code == 200, relayed.text
+    seen = relayed.json()
+    assert seen["path"] == "/v1/echo" and seen["query"] == "x=1"
+    assert '"input":"hi"' in seen["body"].replace(" ", "")
+    headers = dict(seen["headers"])
+    assert headers["authorization"] == "Bearer " + served.state.api_key  # the internal key
+    assert_error(refused, 401, "authentication")
+    assert_error(other, 404, "not_found")  # only what the profile names
+    assert len(fake.requests) == 1
+
+
+def test_extra_routes_must_be_engine_routes_under_v1() -> None:
+    from pydantic import ValidationError
+
+    from infer_cli.config.schema import ProxySection
+
+    assert ProxySection(extra_routes=["/v1/embeddings"]).extra_routes == ["/v1/embeddings"]
+    for bad in ("/admin", "/v1/../metrics", "v1/embeddings", "/v1/"):
+        with pytest.raises(ValidationError, match="not an engine route under /v1"):
+            ProxySection(extra_routes=[bad])

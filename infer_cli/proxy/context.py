@@ -40,6 +40,8 @@ class ProxyConfig:
     profile: str | None = None
     """The name of the profile being served, shown by ``/health``."""
     body_bounds: BodyBounds = field(default_factory=BodyBounds)
+    extra_routes: tuple[str, ...] = ()
+    """Engine routes relayed as they are (``proxy.extra_routes``), e.g. ``/v1/embeddings``."""
     """How many JSON values, how deep, how many messages one request body may hold."""
 
 

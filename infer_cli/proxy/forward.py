@@ -68,7 +68,45 @@ def forward_router(context: ProxyContext) -> APIRouter:
                 openapi_extra=openapi.request_body(request, context.info),
                 operation_id=f"{name}{prefix.replace('/', '_')}",
             )
+    for path in context.config.extra_routes:
+        router.add_api_route(
+            path,
+            extra_route(context, path),
+            methods=["GET", "POST"],
+            summary=f"The engine's {path}, relayed as it is (proxy.extra_routes)",
+            include_in_schema=False,
+        )
     return router
+
+
+def extra_route(context: ProxyContext, path: str) -> Callable[[Request], Awaitable[Response]]:
+    """A route the profile turns on: the engine answers it, behind the proxy's keys and limits."""
+
+    async def relay(request: Request) -> Response:
+        state = context.state
+        if not state.ready or state.url is None:
+            raise not_ready(state)
+        body = await read_body(request, context.config.max_body_bytes)
+        check_shape(body, context.config.body_bounds)
+        url = state.url.rstrip("/") + path
+        query = request.scope.get("query_string", b"")
+        if query:
+            url += "?" + query.decode("latin-1")
+        upstream = UpstreamRequest(
+            method=request.method,
+            url=url,
+            headers=request_headers(request.headers.raw, state.api_key),
+            content=body,
+            stream=False,
+            model=context.info.model,
+        )
+        return RelayResponse(
+            context.upstream_client(),
+            upstream,
+            keepalive_interval=context.config.keepalive_interval,
+        )
+
+    return relay
 
 
 def engine_route(context: ProxyContext, name: str) -> Callable[[Request], Awaitable[Response]]:

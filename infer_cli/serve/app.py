@@ -39,6 +39,7 @@ def proxy_app(
             max_json_depth=settings.max_json_depth,
             max_messages=settings.max_messages,
         ),
+        extra_routes=tuple(settings.extra_routes),
     )
     return create_app(
         config,
