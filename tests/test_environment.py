@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 import textwrap
@@ -294,9 +295,9 @@ def test_an_environment_built_before_the_router_gets_only_the_router(
     marker = json.loads(environment.marker_path().read_text())
     marker["pins"].pop("vllm-router")  # what a build by the previous infer wrote
     environment.marker_path().write_text(json.dumps(marker))
-    for folder in environment.site_packages().glob("vllm_router-*.dist-info"):  # type: ignore[union-attr]
-        import shutil
-
+    site = environment.site_packages()
+    assert site is not None
+    for folder in site.glob("vllm_router-*.dist-info"):
         shutil.rmtree(folder)
     assert not environment.is_ready()
     fake_engine.reset()

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from infer_cli import serve
 from infer_cli.config import loader
 from infer_cli.engine import launch
+from infer_cli.errors import EngineNotInstalledError, ProfileError
 
 GOLDEN = Path(__file__).parent / "golden"
 PROFILES = sorted(s.name for s in loader.available() if s.bundled)
@@ -319,3 +321,104 @@ def test_l2_tiers_become_the_cache_servers_adapters_in_order() -> None:
     ]  # fmt: skip
     assert flag(lmcache, "--l2-store-policy") == "skip_l1"
     assert flag(lmcache, "--l2-prefetch-policy") == "retain"
+
+
+# --- the plan of one run (serve.prepare) -------------------------------------------------------
+
+
+def fake_executables(folder: Path) -> list[str]:
+    """A vllm and an lmcache that exist (nothing runs them), as profile overrides."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("vllm", "lmcache"):
+        (folder / name).write_text("#!/bin/sh\n")
+        (folder / name).chmod(0o755)
+    return [f"engine.vllm={folder / 'vllm'}", f"lmcache.lmcache={folder / 'lmcache'}"]
+
+
+def test_a_routed_plan_forwards_to_the_router_and_knows_every_port() -> None:
+    plan = serve.prepare(loader.load("cpu-2x", environ={}), install=False, dry_run=True)
+    by_name = {c.name: c for c in plan.commands}
+    assert list(by_name) == ["lmcache", "vllm-0", "vllm-1", "router"]
+    router = by_name["router"]
+    assert plan.router_port == int(flag(router, "--port"))
+    assert plan.upstream_port == plan.vllm_port == plan.router_port
+    assert plan.router_metrics_port == int(flag(router, "--prometheus-port"))
+    assert plan.replica_ports == tuple(
+        int(flag(by_name[n], "--port")) for n in ("vllm-0", "vllm-1")
+    )
+    assert plan.replica_names == ["vllm-0", "vllm-1"]
+    ports = [*plan.replica_ports, plan.router_port, plan.router_metrics_port]
+    ports += [int(flag(by_name["lmcache"], "--port")), int(flag(by_name["lmcache"], "--http-port"))]
+    assert len(set(ports)) == len(ports)  # every process its own port
+    assert {by_name[n].env["VLLM_API_KEY"] for n in plan.replica_names} == {plan.api_key}
+    assert router.argv[0] == "vllm-router"  # not installed here: the dry run shows the name
+    assert not plan.worker and plan.worker_line is None
+
+
+def test_a_single_engine_plan_is_unchanged() -> None:
+    plan = serve.prepare(loader.load("cpu", environ={}), install=False, dry_run=True)
+    assert [c.name for c in plan.commands] == ["lmcache", "vllm"]
+    assert plan.router_port is None and plan.router_metrics_port is None
+    assert plan.replica_ports == (plan.vllm_port,) == (int(flag(plan.commands[1], "--port")),)
+    assert plan.replica_names == ["vllm"]
+
+
+def test_a_missing_router_is_one_line_saying_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    loaded = loader.load("h100x8-dp", environ={}, overrides=fake_executables(tmp_path / "bin"))
+    with pytest.raises(EngineNotInstalledError) as caught:
+        serve.prepare(loaded, install=False)
+    line = caught.value.one_line()
+    assert "vllm-router is not installed" in line and "infer engine install" in line
+    assert "\n" not in line
+
+
+def test_the_worker_plan_serves_replicas_on_the_workers_port_with_the_shared_key(
+    tmp_path: Path,
+) -> None:
+    overrides = [*fake_executables(tmp_path / "bin"), "replicas.count=2", "replicas.gpus=8",
+                 "replicas.advertise_host=gpu-b.internal", "replicas.worker_port=9000"]  # fmt: skip
+    loaded = loader.load("h100x8-dp", environ={}, overrides=overrides)
+    plan = serve.prepare(
+        loaded, install=False, worker=True, environ={"INFER_WORKERS_API_KEY": "shared-secret"}
+    )
+    assert [c.name for c in plan.commands] == ["lmcache", "vllm-0", "vllm-1"]
+    assert plan.replica_ports == (9000, 9001)
+    assert [flag(c, "--host") for c in plan.commands[1:]] == ["0.0.0.0", "0.0.0.0"]
+    assert plan.api_key == "shared-secret"
+    assert all(c.env["VLLM_API_KEY"] == "shared-secret" for c in plan.commands[1:])
+    assert [c.env["CUDA_VISIBLE_DEVICES"] for c in plan.commands[1:]] == ["0", "1"]
+    assert plan.router_port is None and plan.worker
+    assert plan.worker_urls == ("http://gpu-b.internal:9000", "http://gpu-b.internal:9001")
+    assert (
+        plan.worker_line == 'workers = ["http://gpu-b.internal:9000", "http://gpu-b.internal:9001"]'
+    )
+
+
+def test_workers_need_the_shared_key_on_both_sides(tmp_path: Path) -> None:
+    executables = fake_executables(tmp_path / "bin")
+    worker = loader.load("h100", environ={}, overrides=executables)
+    with pytest.raises(ProfileError) as caught:
+        serve.prepare(worker, install=False, worker=True, environ={})
+    line = caught.value.one_line()
+    assert "--worker" in line and "$INFER_WORKERS_API_KEY is empty" in line
+    assert "export INFER_WORKERS_API_KEY" in line
+
+    head = loader.load(
+        "h100",
+        environ={},
+        overrides=[
+            *executables,
+            "replicas.workers=['http://gpu-b:8000']",
+            "replicas.router=/bin/sh",
+        ],
+    )
+    with pytest.raises(ProfileError, match="routes to workers"):
+        serve.prepare(head, install=False, environ={})
+    plan = serve.prepare(head, install=False, environ={"INFER_WORKERS_API_KEY": "k"})
+    assert plan.api_key == "k"
+    router = plan.commands[-1]
+    assert router.argv[0] == "/bin/sh"
+    assert "http://gpu-b:8000" in router.argv

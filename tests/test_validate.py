@@ -272,6 +272,88 @@ def test_checker_without_vllm_exits_2(tmp_path: Path) -> None:
     assert str(verdict["message"]).startswith("cannot import vLLM's parser")
 
 
+# --- vllm-router's checker, against a fake vllm_router package ----------------------------------
+
+FAKE_ROUTER_PACKAGE = {
+    "vllm_router/__init__.py": "",
+    "vllm_router/launch_router.py": """
+        import argparse
+
+        class _Args:
+            def __init__(self, namespace):
+                self.__dict__.update(vars(namespace))
+
+            def _validate_router_args(self):
+                if self.vllm_pd_disaggregation and not self.prefill:
+                    raise ValueError("PD disaggregation mode requires --prefill")
+
+        def parse_router_args(args):
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--host")
+            parser.add_argument("--port", type=int)
+            parser.add_argument("--worker-urls", nargs="*", default=[])
+            parser.add_argument("--policy", choices=["cache_aware", "round_robin"])
+            parser.add_argument("--vllm-pd-disaggregation", action="store_true")
+            parser.add_argument("--prefill", nargs="+")
+            return _Args(parser.parse_args(args))
+        """,
+}
+
+
+def run_router_checker(
+    tmp_path: Path, *args: str, package: bool = True
+) -> tuple[int, dict[str, object]]:
+    root = tmp_path / "fake-router"
+    if package:
+        for relative, text in FAKE_ROUTER_PACKAGE.items():
+            write(root / relative, text)
+    root.mkdir(exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, str(validate.ROUTER_CHECKER), "--", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=False,
+        timeout=60,
+    )
+    return result.returncode, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_router_checker_accepts_valid_flags(tmp_path: Path) -> None:
+    code, verdict = run_router_checker(
+        tmp_path,
+        "--port",
+        "1",
+        "--worker-urls",
+        "http://a:1",
+        "http://b:2",
+        "--policy",
+        "round_robin",
+    )
+    assert (code, verdict["ok"], verdict["stage"]) == (0, True, "validate")
+
+
+def test_router_checker_reports_parse_and_rule_errors_in_one_line(tmp_path: Path) -> None:
+    code, verdict = run_router_checker(tmp_path, "--policy", "fastest")
+    assert (code, verdict["stage"]) == (1, "parse")
+    message = str(verdict["message"])
+    assert message.startswith("vllm-router: error: argument --policy: invalid choice: 'fastest'")
+    code, verdict = run_router_checker(tmp_path, "--vllm-pd-disaggregation")
+    assert (code, verdict["stage"]) == (1, "validate")
+    assert verdict["message"] == "PD disaggregation mode requires --prefill"
+
+
+def test_router_checker_without_the_router_exits_2(tmp_path: Path) -> None:
+    code, verdict = run_router_checker(tmp_path, "--port", "1", package=False)
+    assert (code, verdict["stage"]) == (2, "import")
+    with pytest.raises(EngineError) as caught:
+        fake_python = write(tmp_path / "venv" / "bin" / "python", f"#!{sys.executable}\n", 0o755)
+        write(tmp_path / "venv" / "pyvenv.cfg", "version = 3.11.7\n")
+        router = write(tmp_path / "venv" / "bin" / "vllm-router", f"#!{fake_python}\n", 0o755)
+        validate.validate_router_args(router, ["--port", "1"])
+    assert "vllm-router's argument check failed to run" in caught.value.message
+
+
 # --- the real vLLM (e2e) ------------------------------------------------------------------------
 
 
@@ -280,8 +362,10 @@ def real_vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Path]]:
     """The shared engine environment and model; built by CI before the e2e tests run."""
     monkeypatch.setenv("INFER_ENGINE_HOME", str(SHARED_ENGINE_HOME))
     monkeypatch.setenv("INFER_MODELS_HOME", str(SHARED_MODELS_HOME))
-    if not environment.is_ready():
-        pytest.skip(f"no engine environment at {SHARED_ENGINE_HOME} (run 'infer engine install')")
+    if not environment.is_ready():  # built (or completed) the way tests/e2e builds it
+        from infer_cli.engine import build
+
+        build.install(with_lmcache=True)
     model = models.prepare("smollm2-135m-instruct")
     yield environment.find_vllm("auto"), model
 
@@ -318,3 +402,31 @@ def test_real_vllm_rejects_a_context_longer_than_the_model(real_vllm: tuple[Path
     assert verdict.stage == "config"
     assert "max_model_len (999999)" in verdict.message
     assert "\n" not in verdict.message
+
+
+@pytest.mark.e2e
+def test_real_router_accepts_its_flags_and_refuses_a_bad_one(real_vllm: tuple[Path, Path]) -> None:
+    router = environment.find_router("auto")
+    good = ["--host", "127.0.0.1", "--port", "1", "--worker-urls", "http://127.0.0.1:2",
+            "--policy", "cache_aware", "--health-check-interval-secs", "5"]  # fmt: skip
+    assert validate.validate_router_args(router, good).ok
+    verdict = validate.validate_router_args(router, [*good, "--policy", "fastest"])
+    assert not verdict.ok and verdict.stage == "parse" and "fastest" in verdict.message
+
+
+@pytest.mark.e2e
+def test_validate_engine_on_cpu_2x_checks_the_replicas_and_the_router(
+    real_vllm: tuple[Path, Path],
+) -> None:
+    from infer_cli.config import loader
+    from infer_cli.serve import validate_with_engine
+
+    verdict = validate_with_engine(loader.load("cpu-2x", environ={}))
+    assert verdict.ok, verdict.message
+    assert "the same for all 2 replicas" in verdict.message
+    assert verdict.message.endswith("vllm-router accepts its flags")
+
+    bad = loader.load("cpu-2x", environ={}, overrides=["replicas.router_extra_args=['--nope']"])
+    verdict = validate_with_engine(bad)
+    assert not verdict.ok
+    assert verdict.message.startswith("vllm-router refuses its flags:")
