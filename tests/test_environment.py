@@ -302,6 +302,13 @@ def test_an_environment_built_before_the_router_gets_only_the_router(
     assert not environment.is_ready()
     fake_engine.reset()
 
+    from infer_cli import serve
+    from infer_cli.config import loader
+
+    with pytest.raises(EngineNotInstalledError) as caught:  # --no-install says what is missing
+        serve.prepare(loader.load("cpu", environ={}), install=False)
+    assert "environment is missing: pip install vllm-router==0.1.17" in caught.value.one_line()
+
     steps = build.install()
 
     assert [s.name for s in steps if s.state == "done"] == ["pip install vllm-router==0.1.17"]

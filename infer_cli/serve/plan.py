@@ -278,8 +278,10 @@ def _engine_target(
     if managed and not environment.is_ready():
         if not install or dry_run:
             if not dry_run:
+                missing = build.pending_steps()  # empty when there is no venv at all
                 raise EngineNotInstalledError(
-                    "the CPU engine environment is not built",
+                    "the CPU engine environment is "
+                    + (f"missing: {', '.join(missing)}" if missing else "not built"),
                     hint="run 'infer engine install' or drop --no-install",
                 )
         else:
