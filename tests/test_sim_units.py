@@ -9,11 +9,11 @@ import zlib
 import pytest
 from pydantic import ValidationError
 
+from infer_cli.config.sim import SimSettings
 from infer_cli.sim.filler import filler_tokens
 from infer_cli.sim.metrics import SimMetrics, render
 from infer_cli.sim.prefix_cache import PrefixCache, block_hashes
 from infer_cli.sim.protocol import SimError, parse_generation
-from infer_cli.sim.settings import SimSettings
 from infer_cli.sim.tokenizer import SPECIAL_TOKENS, encode, render_chat, split, token_id
 
 # --- tokenizer ------------------------------------------------------------------------------------

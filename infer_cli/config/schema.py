@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from infer_cli.sim.settings import SimSettings
+from infer_cli.config.sim import SimSettings
 
 PULLED_PREFIX = "infer:"
 """``model.source = "infer:NAME"``: a model that infer prepares itself (``infer pull NAME``)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from infer_cli.sim.settings import SimSettings
+from infer_cli.config.sim import SimSettings
 
 if TYPE_CHECKING:
     from infer_cli.sim.app import create_app
@@ -20,7 +20,7 @@ __all__ = ["SimSettings", "create_app", "running"]
 
 
 def __getattr__(name: str) -> Any:
-    # the profile schema imports SimSettings; the app and server (FastAPI, uvicorn) load on use
+    # the app and server (FastAPI, uvicorn) load on use, so importing SimSettings stays cheap
     if name == "create_app":
         from infer_cli.sim.app import create_app
 

@@ -11,8 +11,8 @@ import hmac
 import logging
 from typing import TYPE_CHECKING
 
+from infer_cli.config.sim import SimSettings
 from infer_cli.sim.engine import SimEngine
-from infer_cli.sim.settings import SimSettings
 
 if TYPE_CHECKING:
     import fastapi

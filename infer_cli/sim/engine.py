@@ -22,11 +22,11 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from infer_cli.config.sim import SimSettings
 from infer_cli.sim import metrics as metrics_text
 from infer_cli.sim.filler import filler_tokens
 from infer_cli.sim.metrics import SimMetrics
 from infer_cli.sim.prefix_cache import PrefixCache
-from infer_cli.sim.settings import SimSettings
 from infer_cli.sim.tokenizer import token_id
 
 FinishReason = Literal["stop", "length"]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
 
+from infer_cli.config.sim import SimSettings
 from infer_cli.sim.engine import Generation, Job
-from infer_cli.sim.settings import SimSettings
 from infer_cli.sim.tokenizer import TemplateError, decode, encode, render_chat, split, token_id
 
 Kind = Literal["chat", "completion"]

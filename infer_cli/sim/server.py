@@ -18,10 +18,10 @@ from contextlib import asynccontextmanager
 
 from pydantic import ValidationError
 
+from infer_cli.config.sim import SimSettings
 from infer_cli.errors import InferError
 from infer_cli.proxy.server import ProxyServer, bind
 from infer_cli.sim.app import create_app
-from infer_cli.sim.settings import SimSettings
 
 log = logging.getLogger("infer.sim")
 

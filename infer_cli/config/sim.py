@@ -1,6 +1,7 @@
 """``SimSettings``: how the simulated engine behaves; a profile's ``[sim]`` table.
 
-Self-contained on purpose (pydantic only), so the profile schema can embed it as it is.
+It lives with the profile schema (pydantic only), which embeds it as it is; ``infer_cli.sim``
+imports it from here, so the configuration never depends on the simulator.
 """
 
 from __future__ import annotations
