@@ -20,6 +20,7 @@ import pytest
 
 from infer_cli import paths
 from infer_cli.engine import build, environment
+from infer_cli.engine import report as engine_report
 from infer_cli.engine.build import Step
 from infer_cli.errors import EngineNotInstalledError, InstallError
 
@@ -285,7 +286,7 @@ def test_the_router_goes_in_held_to_the_versions_already_there(fake_engine: Fake
     assert "lmcache==0.5.6" in pinned
     assert not any(line.startswith("vllm==") for line in pinned)  # infer's alias, not on PyPI
     assert environment.find_router() == environment.bin_dir() / "vllm-router"
-    assert environment.status(pending=[]).router == environment.bin_dir() / "vllm-router"
+    assert engine_report.status().router == environment.bin_dir() / "vllm-router"
 
 
 def test_an_environment_built_before_the_router_gets_only_the_router(
@@ -423,7 +424,7 @@ def test_a_second_install_waits_for_the_first(tmp_path: Path) -> None:
 
 
 def test_status_of_nothing_built() -> None:
-    report = environment.status(pending=build.pending_steps())
+    report = engine_report.status()
     assert not report.ready
     assert report.vllm is None
     assert report.size_bytes is None
@@ -436,7 +437,7 @@ def test_status_of_nothing_built() -> None:
 
 def test_status_of_a_built_environment(fake_engine: FakeEngine) -> None:
     build.install()
-    report = environment.status(pending=build.pending_steps())
+    report = engine_report.status()
     assert report.ready
     assert report.pending == []
     assert report.vllm == environment.bin_dir() / "vllm"
@@ -449,7 +450,7 @@ def test_status_of_a_built_environment(fake_engine: FakeEngine) -> None:
 
 def test_status_lists_what_a_half_build_still_needs(fake_engine: FakeEngine) -> None:
     fake_engine.build_by_hand(lmcache=False)
-    report = environment.status(pending=build.pending_steps())
+    report = engine_report.status()
     assert not report.ready
     assert report.pending == ["add vllm 0.32.0+cpu metadata", "pip install vllm-router==0.1.17"]
 

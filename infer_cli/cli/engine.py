@@ -58,10 +58,10 @@ def status(as_json: JsonOption = False) -> None:
       infer engine status
       infer engine status --json
     """
-    from infer_cli.engine import build, environment
+    from infer_cli.engine import report as engine_report
     from infer_cli.ui import console
 
-    report = environment.status(pending=build.pending_steps())
+    report = engine_report.status()
     if as_json:
         console.stdout.out(json.dumps(report.to_json(), indent=2))
         return

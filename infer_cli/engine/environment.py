@@ -3,8 +3,8 @@
 The environment is a venv with vLLM's CPU build (and LMCache, and vllm-router) in
 ``engine_home()``. Everything here only reads: paths, distributions read from the venv's
 ``site-packages`` (never by importing), and the marker file the build writes last to say it is
-complete. The pins live here (readiness compares the marker with them). ``build`` imports this
-module, never the reverse.
+complete. The pins live here (readiness compares the marker with them). ``build`` and ``models``
+import this module, never the reverse; ``report`` reads all three for ``infer engine status``.
 
 This module also resolves the ``vllm`` / ``lmcache`` / ``vllm-router`` executables of a profile and
 the environment variables every run of the CPU engine needs.
@@ -16,8 +16,6 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -169,90 +167,6 @@ def is_ready() -> bool:
         and python_path().is_file()
         and vllm_executable() is not None
     )
-
-
-# --- status ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EngineStatus:
-    home: Path
-    venv: Path
-    ready: bool
-    python: Path | None
-    vllm: Path | None
-    lmcache: Path | None
-    versions: dict[str, str | None]
-    pending: list[str] = field(default_factory=list)  # build steps not done yet
-    router: Path | None = None
-    installed_at: str | None = None
-    size_bytes: int | None = None
-    models: list[str] = field(default_factory=list)
-    log: Path | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "home": str(self.home),
-            "venv": str(self.venv),
-            "ready": self.ready,
-            "python": str(self.python) if self.python else None,
-            "vllm": str(self.vllm) if self.vllm else None,
-            "lmcache": str(self.lmcache) if self.lmcache else None,
-            "router": str(self.router) if self.router else None,
-            "versions": self.versions,
-            "pending": self.pending,
-            "installed_at": self.installed_at,
-            "size_bytes": self.size_bytes,
-            "models": self.models,
-            "log": str(self.log) if self.log else None,
-        }
-
-
-def status(*, pending: Sequence[str], measure_size: bool = True) -> EngineStatus:
-    """What is built and where; ``pending`` names the build steps not done yet (``build``)."""
-    from infer_cli.engine import models
-
-    versions = installed_versions()
-    marker = read_marker() or {}
-    exists = venv_dir().is_dir()
-    return EngineStatus(
-        home=paths.engine_home(),
-        venv=venv_dir(),
-        ready=is_ready(),
-        python=python_path() if python_path().is_file() else None,
-        vllm=vllm_executable(),
-        lmcache=lmcache_executable(),
-        router=router_executable(),
-        versions={
-            "python": python_version(),
-            **{
-                name: versions.get(name)
-                for name in ("vllm", "torch", "lmcache", "transformers", "vllm-router")
-            },
-        },
-        pending=list(pending),
-        installed_at=marker.get("installed_at"),
-        size_bytes=disk_usage(paths.engine_home()) if measure_size and exists else None,
-        models=models.prepared_models(),
-        log=log_path() if log_path().is_file() else None,
-    )
-
-
-def disk_usage(root: Path) -> int:
-    """Bytes on disk under ``root`` (hard links counted once)."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                info = os.lstat(os.path.join(folder, name))
-            except OSError:
-                continue
-            if (info.st_dev, info.st_ino) in seen:
-                continue
-            seen.add((info.st_dev, info.st_ino))
-            total += info.st_blocks * 512
-    return total
 
 
 # --- running the engine ---------------------------------------------------------------------------
