@@ -323,3 +323,14 @@ def test_l2_tiers_are_checked() -> None:
     assert "'type' string" in line
     line = replica_error("lmcache.mode=off", "lmcache.l2=[{type='fs', path='/x'}]", base="h100")
     assert "mode = 'mp'" in line
+
+
+def test_l2_tiers_survive_show_and_the_starter(tmp_path: Path) -> None:
+    tiers = "lmcache.l2=[{type='fs', path='/x'}, {type='raw', adapter={type='p2p', n=1}}]"
+    loaded = loader.load("h100x8-dp", environ={}, overrides=[tiers])
+    shown = write(tmp_path / "shown.toml", writer.to_toml(loaded.profile))
+    assert loader.load(str(shown), environ={}).profile.lmcache.l2 == loaded.profile.lmcache.l2
+    starter = writer.starter("mine", loaded).replace("# l2 = ", "l2 = ")
+    again = loader.load(str(write(tmp_path / "mine.toml", starter)), environ={}).profile
+    assert again.lmcache.l2 == loaded.profile.lmcache.l2
+    assert again.replicas.count == 8

@@ -59,6 +59,8 @@ def _section_lines(section: BaseModel, table: str) -> list[str]:
 
 def _value(value: Any) -> str:
     """One TOML value on one line, as it would appear after ``key = ``."""
+    if isinstance(value, BaseModel):  # an item of a list of tables, e.g. lmcache.l2
+        value = value.model_dump(mode="json", exclude_none=True)
     if isinstance(value, list):
         return "[" + ", ".join(_value(item) for item in value) + "]"
     if isinstance(value, dict):
