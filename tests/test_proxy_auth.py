@@ -13,14 +13,10 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from infer_cli.config.schema import ProxySection
-from infer_cli.errors import UsageError
-from infer_cli.proxy.auth import (
+from infer_cli.config.keys import (
     KEY_PREFIX,
-    KeyRing,
     KeysFileError,
     add_key,
-    bearer_token,
     default_keys_file,
     hash_key,
     parse_keys_file,
@@ -28,6 +24,9 @@ from infer_cli.proxy.auth import (
     read_keys_file,
     remove_key,
 )
+from infer_cli.config.schema import ProxySection
+from infer_cli.errors import UsageError
+from infer_cli.proxy.auth import KeyRing, bearer_token
 from infer_cli.proxy.guards import GuardConfig, guard_config
 from tests.fake_upstream import FakeUpstream
 from tests.guard_harness import CHAT, assert_error, client, serve

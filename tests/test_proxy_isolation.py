@@ -14,7 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from infer_cli.proxy.auth import add_key, remove_key
+from infer_cli.config.keys import add_key, remove_key
 from infer_cli.proxy.guards import GuardConfig
 from infer_cli.proxy.upstream import response_headers
 from tests.fake_upstream import FakeUpstream

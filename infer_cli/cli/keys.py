@@ -25,7 +25,7 @@ FileOption = Annotated[
 
 
 def _file(path: Path | None) -> Path:
-    from infer_cli.proxy.auth import default_keys_file
+    from infer_cli.config.keys import default_keys_file
 
     return path if path is not None else default_keys_file()
 
@@ -42,7 +42,7 @@ def add(
       infer keys add alice
       INFER_API_KEY=$(infer keys add ci) infer chat "hi"
     """
-    from infer_cli.proxy.auth import add_key
+    from infer_cli.config.keys import add_key
     from infer_cli.ui import console
 
     path = _file(file)
@@ -60,7 +60,7 @@ def list_keys(file: FileOption = None, json_output: JsonOption = False) -> None:
       infer keys list
       infer keys list --json
     """
-    from infer_cli.proxy.auth import read_keys_file
+    from infer_cli.config.keys import read_keys_file
 
     path = _file(file)
     exists = path.exists()
@@ -101,8 +101,8 @@ def remove(
 
       infer keys remove alice
     """
+    from infer_cli.config.keys import remove_key
     from infer_cli.errors import UsageError
-    from infer_cli.proxy.auth import remove_key
     from infer_cli.ui import console
 
     path = _file(file)

@@ -93,7 +93,7 @@ def guard_config(section: ProxySection, environ: Mapping[str, str] | None = None
     configured, ``$INFER_HOME/api_keys`` is watched, whether or not it exists yet (``infer keys
     add`` writes there).
     """
-    from infer_cli.proxy.auth import default_keys_file
+    from infer_cli.config.keys import default_keys_file
 
     env = os.environ if environ is None else environ
     keys = [
@@ -137,7 +137,8 @@ class Guards:
 
 def install_guards(app: FastAPI, context: ProxyContext, guards: GuardConfig) -> Guards:
     """Add the guards' middleware, the ``/metrics`` route and the generation observers."""
-    from infer_cli.proxy.auth import AuthMiddleware, KeyRing, plain_key
+    from infer_cli.config.keys import plain_key
+    from infer_cli.proxy.auth import AuthMiddleware, KeyRing
     from infer_cli.proxy.cors import install_cors
     from infer_cli.proxy.limits import LimitsMiddleware, RateLimiter
     from infer_cli.proxy.metrics import MetricsMiddleware, ProxyMetrics, metrics_router
