@@ -20,7 +20,7 @@ Usage::
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,13 +172,3 @@ def decode(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
     for chunk in chunks:
         yield from decoder.feed(chunk)
     yield from decoder.close()
-
-
-async def adecode(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSEEvent]:
-    """Every event of an async byte stream (e.g. ``httpx.Response.aiter_bytes()``)."""
-    decoder = SSEDecoder()
-    async for chunk in chunks:
-        for event in decoder.feed(chunk):
-            yield event
-    for event in decoder.close():
-        yield event

@@ -78,9 +78,7 @@ def stable_boundary(text: str, start: int = 0) -> int:
             marker = match.group(1)
             if fence is None:
                 fence = marker
-            elif (
-                marker[0] == fence[0] and len(marker) >= len(fence) and not stripped[len(marker) :]
-            ):
+            elif _closes(fence, marker, stripped):
                 fence = None
         elif fence is None and not stripped:
             blank_at = position + len(line)
