@@ -1,14 +1,18 @@
-"""Shared fixtures: every test keeps user state in a temporary INFER_HOME."""
+"""Shared fixtures: every test keeps user state in a temporary INFER_HOME; ``fake`` is an engine."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from infer_cli import paths
 from infer_cli.config.loader import PROTOTYPE_ENV
+
+if TYPE_CHECKING:
+    from tests.fake_upstream import FakeUpstream
 
 # Where the heavy, shareable parts live when no test overrides them (read before any fixture runs).
 SHARED_ENGINE_HOME = paths.engine_home()
@@ -45,3 +49,22 @@ def infer_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
         if name.startswith("INFER_") and "__" in name:
             monkeypatch.delenv(name)
     yield home
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeUpstream]:
+    """A fake engine on a free loopback port, for one test (the proxy tests' upstream).
+
+    A test that holds responses with ``gate`` has them released at the end, so stopping the
+    server never waits on a handler. A module that needs another kind of engine defines its own.
+    """
+    from tests.fake_upstream import FakeUpstream
+
+    upstream = FakeUpstream()
+    await upstream.start()
+    try:
+        yield upstream
+    finally:
+        if upstream.gate is not None:
+            upstream.gate.set()
+        await upstream.stop()

@@ -83,15 +83,6 @@ def assert_error(response: httpx.Response, status: int, error_type: str) -> dict
     return dict(error)
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
-
-
 def record_kwargs(**overrides: Any) -> dict[str, Any]:
     """Fields of a :class:`GenerationRecord`, with test defaults."""
     fields: dict[str, Any] = {

@@ -1,9 +1,12 @@
-"""Small helpers shared by tests: ports, process trees, shared memory."""
+"""Small helpers shared by tests: ports, polling with a deadline, process trees, shared memory."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import socket
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 
@@ -11,6 +14,37 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def wait_until(
+    check: Callable[[], bool | Awaitable[bool]],
+    *,
+    timeout: float = 5.0,
+    interval: float = 0.01,
+    what: str = "",
+) -> None:
+    """Poll ``check`` (sync or async) until it is true; fail the test after ``timeout`` seconds.
+
+    Every polling loop in the tests goes through here, so none can spin forever: a condition that
+    never comes true is an assertion that says what was awaited, not a hung suite.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not true within {timeout:g} s: {what or _describe(check)}")
+        await asyncio.sleep(interval)
+
+
+def _describe(check: Callable[..., object]) -> str:
+    try:
+        return inspect.getsource(check).strip()
+    except (OSError, TypeError):
+        return repr(check)
 
 
 def pid_alive(pid: int) -> bool:

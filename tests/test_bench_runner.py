@@ -23,6 +23,7 @@ from infer_cli.bench.workloads import (
     shared_prefix_workload,
 )
 from infer_cli.sim import SimSettings, running
+from tests.helpers import wait_until
 
 
 async def _run(
@@ -164,8 +165,7 @@ async def test_a_server_that_goes_away_makes_a_partial_run() -> None:
             Target(url + "/v1", "sim-model"), Load(concurrency=2, timeout=5), workload, texts
         )
         task = asyncio.create_task(runner.run())
-        while len(runner._records) < 4:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: len(runner._records) >= 4, timeout=20)
     outcome = await asyncio.wait_for(task, 20)
     assert outcome.stopped and "stopped accepting connections" in outcome.stopped
     ok = [r for r in outcome.records if r.ok]

@@ -10,7 +10,8 @@ from typing import Any
 
 from infer_cli.proxy.guards import GuardConfig
 from infer_cli.proxy.limits import TOKENS_PER_MINUTE, Limits, RateLimiter, Reservation
-from tests.guard_harness import eventually, parse_metrics, raw_post, sample
+from tests.guard_harness import parse_metrics, raw_post, sample
+from tests.helpers import wait_until
 from tests.sim_harness import MODEL, PRICES, sim_proxy
 
 
@@ -88,7 +89,7 @@ async def test_an_abandoned_plain_request_is_charged_its_prompt_tokens() -> None
         request = asyncio.create_task(http.post("/v1/chat/completions", json=body))
         await asyncio.sleep(0.5)
         request.cancel()
-        assert await eventually(lambda: len(proxy.records) == 1, timeout=5)
+        await wait_until(lambda: len(proxy.records) == 1, timeout=5)
         counted = await http.post("/tokenize", json={"model": MODEL, "messages": body["messages"]})
         metrics = parse_metrics((await http.get("/metrics")).text)
     record = proxy.records[0]
@@ -113,7 +114,7 @@ async def test_an_abandoned_stream_is_charged_its_prompt_and_the_tokens_sent() -
                 seen += '"content"' in line
                 if seen >= 5:
                     break
-        assert await eventually(lambda: len(proxy.records) == 1, timeout=5)
+        await wait_until(lambda: len(proxy.records) == 1, timeout=5)
         counted = await http.post("/tokenize", json={"model": MODEL, "messages": body["messages"]})
         metrics = parse_metrics((await http.get("/metrics")).text)
     record = proxy.records[0]
@@ -153,7 +154,7 @@ async def test_a_completed_request_settles_with_the_engines_usage() -> None:
         response = await http.post("/v1/chat/completions", json=chat("hi", max_tokens=5000))
         usage = response.json()["usage"]
         limiter = proxy.guards.limiter
-        assert await eventually(lambda: len(proxy.records) == 1)
+        await wait_until(lambda: len(proxy.records) == 1)
         # The 5,000-token reservation is gone: only what the engine reported counts.
         assert limiter._state(None).tokens.total(limiter._clock()) == usage["total_tokens"]
 

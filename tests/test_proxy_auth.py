@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,16 +32,6 @@ from tests.guard_harness import CHAT, assert_error, client, serve
 
 KEY_A = "sk-test-alpha-0123456789"
 KEY_B = "sk-test-bravo-9876543210"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    await upstream.start()
-    try:
-        yield upstream
-    finally:
-        await upstream.stop()
 
 
 class Clock:

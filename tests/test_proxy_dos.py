@@ -28,22 +28,11 @@ from infer_cli.proxy.server import ProxyServer, bind
 from infer_cli.proxy.state import UpstreamState
 from infer_cli.serve.app import connection_limits
 from tests.fake_upstream import FakeUpstream
+from tests.helpers import wait_until
 
 KEY = "internal-key"
 CLOSE = b"Connection: close\r\n\r\n"
 CHAT: dict[str, Any] = {"model": "fake/model", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    await upstream.start()
-    try:
-        yield upstream
-    finally:
-        if upstream.gate is not None:
-            upstream.gate.set()
-        await upstream.stop()
 
 
 @asynccontextmanager
@@ -258,8 +247,7 @@ async def test_the_slot_is_taken_once_the_body_is_in(fake: FakeUpstream) -> None
     async with proxy(fake, guards=guards) as address:
         body = json.dumps(CHAT).encode()
         first = asyncio.create_task(exchange(address, post("/v1/chat/completions", body)))
-        while not fake.requests:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: bool(fake.requests))
         second = await exchange(address, post("/v1/chat/completions", body))
         fake.gate.set()
         assert (await first).status == 200

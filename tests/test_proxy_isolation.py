@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -23,16 +22,6 @@ from tests.sim_harness import MODEL, sim_proxy
 
 KEY_A = "sk-test-alice-0000000000"
 KEY_B = "sk-test-bob-11111111111"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    await upstream.start()
-    try:
-        yield upstream
-    finally:
-        await upstream.stop()
 
 
 # --- item 5: a generation's stats belong to its key ----------------------------------------------

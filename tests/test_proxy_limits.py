@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -32,12 +31,11 @@ from tests.guard_harness import (
     add_generate_route,
     assert_error,
     client,
-    eventually,
     raw_post,
     record_kwargs,
     serve,
 )
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 
 class Clock:
@@ -46,18 +44,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    await upstream.start()
-    try:
-        yield upstream
-    finally:
-        if upstream.gate is not None:
-            upstream.gate.set()
-        await upstream.stop()
 
 
 # --- the sliding window -----------------------------------------------------------------------
@@ -294,9 +280,9 @@ async def test_the_concurrency_cap_answers_429_at_once_while_the_engine_is_busy(
         tasks = [
             asyncio.create_task(http.post("/v1/chat/completions", json=CHAT)) for _ in range(20)
         ]
-        assert await eventually(lambda: sum(task.done() for task in tasks) == 15)
+        await wait_until(lambda: sum(task.done() for task in tasks) == 15)
         turned_away = time.monotonic() - started
-        assert await eventually(lambda: len(fake.requests) == 5)
+        await wait_until(lambda: len(fake.requests) == 5)
         assert served.guards.limiter.active == 5
         for task in tasks:
             if task.done():
@@ -321,12 +307,12 @@ async def test_concurrency_per_key_leaves_other_keys_alone(fake: FakeUpstream) -
         client(served.url, "key-two-5678") as two,
     ):
         held = [asyncio.create_task(one.post("/v1/chat/completions", json=CHAT)) for _ in range(2)]
-        assert await eventually(lambda: len(fake.requests) == 2)
+        await wait_until(lambda: len(fake.requests) == 2)
         third = await one.post("/v1/chat/completions", json=CHAT)
         error = assert_error(third, 429, "rate_limit_exceeded")
         assert error["metadata"]["reason"] == "key_concurrency"
         other = asyncio.create_task(two.post("/v1/chat/completions", json=CHAT))
-        assert await eventually(lambda: len(fake.requests) == 3)
+        await wait_until(lambda: len(fake.requests) == 3)
         fake.gate.set()
         for response in await asyncio.gather(*held, other):
             assert response.status_code == 200
@@ -385,7 +371,7 @@ async def test_slots_are_released_after_answers_and_upstream_errors(fake: FakeUp
         fake.fail_status, fake.break_after = None, 1
         with contextlib.suppress(httpx.HTTPError):  # an error chunk, or a broken stream
             await read_all(http, STREAM)
-        assert await eventually(lambda: limiter.active == 0)
+        await wait_until(lambda: limiter.active == 0)
         fake.break_after = None
         assert (await http.post("/v1/chat/completions", json=CHAT)).status_code == 200
         assert limiter.active == 0 and limiter.active_for(None) == 0
@@ -416,12 +402,12 @@ async def test_slots_are_released_when_the_client_goes_away(fake: FakeUpstream) 
                 if line.startswith("data:"):
                     break
             assert limiter.active == 1
-        assert await eventually(lambda: limiter.active == 0)
+        await wait_until(lambda: limiter.active == 0)
         fake.chunk_delay, fake.chunks, fake.header_delay = 0.0, 4, 10.0
         async with client(served.url, timeout=httpx.Timeout(10, read=0.3)) as http:
             with pytest.raises(httpx.ReadTimeout):
                 await http.post("/v1/chat/completions", json=CHAT)
-        assert await eventually(lambda: limiter.active == 0)
+        await wait_until(lambda: limiter.active == 0)
         fake.header_delay = 0.0
         async with client(served.url) as http:
             assert (await http.post("/v1/chat/completions", json=CHAT)).status_code == 200

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -24,18 +23,7 @@ from tests.guard_harness import (
     serve,
     total,
 )
-from tests.helpers import free_port
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    await upstream.start()
-    try:
-        yield upstream
-    finally:
-        await upstream.stop()
-
+from tests.helpers import free_port, wait_until
 
 # --- the exposition format --------------------------------------------------------------------
 
@@ -271,8 +259,7 @@ async def test_in_flight_follows_open_requests(fake: FakeUpstream) -> None:
             held = [
                 asyncio.create_task(http.post("/v1/chat/completions", json=CHAT)) for _ in range(3)
             ]
-            while len(fake.requests) < 3:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: len(fake.requests) >= 3)
             during = await scrape(served.url)
             fake.gate.set()
             await asyncio.gather(*held)

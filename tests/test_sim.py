@@ -21,7 +21,7 @@ import pytest
 
 from infer_cli.sim import SimSettings, running
 from infer_cli.sim.tokenizer import split
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = [{"role": "user", "content": "Say something."}]
@@ -75,13 +75,6 @@ async def metric(http: httpx.AsyncClient, name: str, labels: str = "") -> float:
     match = re.search("^" + pattern + r"\} (\S+)$", text, re.MULTILINE)
     assert match, f"{name} missing from /metrics"
     return float(match.group(1))
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def assert_error(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
@@ -424,10 +417,10 @@ async def test_running_and_waiting_follow_max_num_seqs(sim: Sim) -> None:
             return check
 
         long = [post(20), post(20)]
-        await eventually(gauges(2, 0))
+        await wait_until(gauges(2, 0))
         assert await metric(http, "vllm:kv_cache_usage_perc") > 0
         short = post(2)
-        await eventually(gauges(2, 1))
+        await wait_until(gauges(2, 1))
         responses = await asyncio.gather(*long, short)
         assert [r.status_code for r in responses] == [200, 200, 200]
         assert await gauges(0, 0)()
@@ -469,11 +462,11 @@ async def test_client_disconnect_cancels_the_generation(sim: Sim) -> None:
             assert (await anext(lines)).startswith("data: ")  # generating, holding the one slot
             # A second stream waits for the slot; its client gives up while it waits.
             async with http.stream("POST", "/v1/completions", json={"prompt": "x", "stream": True}):
-                await eventually(settled(0, waiting=1, running_now=1))
-            await eventually(settled(1, waiting=0, running_now=1))
+                await wait_until(settled(0, waiting=1, running_now=1))
+            await wait_until(settled(1, waiting=0, running_now=1))
             started = time.monotonic()
         # The first client goes away in the middle of its answer (50 s long).
-        await eventually(settled(2), timeout=3)
+        await wait_until(settled(2), timeout=3)
         assert time.monotonic() - started < 2.5
         # A client of a non-streamed answer times out while the engine decodes.
         with pytest.raises(httpx.ReadTimeout):
@@ -482,7 +475,7 @@ async def test_client_disconnect_cancels_the_generation(sim: Sim) -> None:
                 json={"prompt": "x", "max_tokens": 100},
                 timeout=httpx.Timeout(10, read=0.3),
             )
-        await eventually(settled(3), timeout=3)
+        await wait_until(settled(3), timeout=3)
         assert await metric(http, "vllm:request_success_total", ',finished_reason="abort"') == 3
         # Every slot is free again: the next request runs at once.
         ok = await http.post("/v1/chat/completions", json={"messages": USER, "max_tokens": 2})
