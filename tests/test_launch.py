@@ -422,3 +422,27 @@ def test_workers_need_the_shared_key_on_both_sides(tmp_path: Path) -> None:
     router = plan.commands[-1]
     assert router.argv[0] == "/bin/sh"
     assert "http://gpu-b:8000" in router.argv
+
+
+def test_kv_aware_routing_wires_each_replicas_kv_events_to_the_router() -> None:
+    profile = loader.load(
+        "cpu-2x", environ={}, overrides=["replicas.policy=kv_aware", "engine.block_size=128"]
+    ).profile
+    events = dataclasses.replace(target("cpu"), kv_event_ports=(41030, 41031))
+    *_, first, second, router = launch.plan(profile, events)
+    assert json.loads(flag(first, "--kv-events-config")) == {
+        "enable_kv_cache_events": True,
+        "publisher": "zmq",
+        "endpoint": "tcp://127.0.0.1:41030",
+    }
+    assert json.loads(flag(second, "--kv-events-config"))["endpoint"] == "tcp://127.0.0.1:41031"
+    sources = [router.argv[i + 1] for i, a in enumerate(router.argv) if a == "--kv-event-source"]
+    assert sources == [
+        "http://127.0.0.1:41000=tcp://127.0.0.1:41030",
+        "http://127.0.0.1:41010=tcp://127.0.0.1:41031",
+    ]
+    assert flag(router, "--kv-event-model") == "smollm2-135m-instruct"
+    assert flag(router, "--kv-event-block-size") == "128"
+    # other policies publish nothing
+    plain = loader.load("cpu-2x", environ={}).profile
+    assert not any("--kv-events-config" in c.argv for c in launch.plan(plain, events))

@@ -19,6 +19,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from infer_cli.config.schema import (
     EngineSection,
@@ -28,7 +29,7 @@ from infer_cli.config.schema import (
     RedisTier,
     S3Tier,
 )
-from infer_cli.engine.process import Command
+from infer_cli.engine.process import Command, Smoke
 
 LOOPBACK = "127.0.0.1"
 ENGINE_DEFAULT_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
@@ -59,6 +60,7 @@ class LaunchTarget:
     router: str = "vllm-router"
     router_port: int = 30000
     router_metrics_port: int = 29000
+    kv_event_ports: tuple[int, ...] = ()  # kv_aware: each replica's KV event publisher
     worker: bool = False  # ``infer serve --worker``: replicas only, on a reachable address
     replica_host: str = LOOPBACK  # where replicas listen (the worker's address with --worker)
 
@@ -68,6 +70,10 @@ class LaunchTarget:
         if index >= len(self.replica_ports):
             raise ValueError(f"no port for replica {index}: {len(self.replica_ports)} given")
         return self.replica_ports[index]
+
+    def kv_event_port(self, index: int) -> int:
+        """Where replica ``index`` publishes KV cache events (read by the kv_aware policy)."""
+        return self.kv_event_ports[index] if self.kv_event_ports else self.port + 1000 + index
 
     def lmcache_ports(self, index: int) -> tuple[int, int]:
         """The ports of cache server ``index`` (0 is the shared one)."""
@@ -188,6 +194,13 @@ def vllm_serve(profile: Profile, target: LaunchTarget, index: int | None = None)
     connector = kv_transfer_config(cache, target, target.lmcache_ports(server)[0])
     if connector is not None:
         argv += ["--kv-transfer-config", json.dumps(connector, separators=(",", ":"))]
+    if _kv_events(profile, target):
+        events = {
+            "enable_kv_cache_events": True,
+            "publisher": "zmq",
+            "endpoint": f"tcp://{LOOPBACK}:{target.kv_event_port(index or 0)}",
+        }
+        argv += ["--kv-events-config", json.dumps(events, separators=(",", ":"))]
     argv += engine.extra_args
 
     env = {**ENGINE_DEFAULT_ENV, **target.env}
@@ -200,14 +213,34 @@ def vllm_serve(profile: Profile, target: LaunchTarget, index: int | None = None)
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = devices
     env["VLLM_API_KEY"] = target.api_key
+    url = f"http://{_client_host(host)}:{port}"
+    reconnecting: dict[str, Any] = {}
+    if cache.mode == "mp":
+        # A restarted LMCache server does not take vLLM down: its connector registers the KV
+        # cache with the new server (measured); one token checks that it did.
+        reconnecting = {
+            "requires": ("lmcache" if index is None or cache.shared else f"lmcache-{index}",),
+            "reconnects": True,
+            "smoke": Smoke(
+                url=f"{url}/v1/completions",
+                body={"model": model.name, "prompt": "ping", "max_tokens": 1},
+                headers={"Authorization": f"Bearer {target.api_key}"},
+            ),
+        }
     return Command(
         name=replica_name(profile, target, index),
         argv=argv,
         env=env,
-        health_url=f"http://{_client_host(host)}:{port}/health",
+        health_url=f"{url}/health",
         startup_timeout=engine.startup_timeout,
         stop_timeout=engine.stop_timeout,
+        **reconnecting,
     )
+
+
+def _kv_events(profile: Profile, target: LaunchTarget) -> bool:
+    """kv_aware routing on this machine: replicas publish KV events over loopback ZMQ."""
+    return profile.replicas.policy == "kv_aware" and routed(profile, target)
 
 
 def device_group(profile: Profile, target: LaunchTarget, index: int | None) -> str | None:
@@ -235,6 +268,13 @@ def router_command(profile: Profile, target: LaunchTarget, worker_urls: list[str
     argv += ["--worker-urls", *worker_urls, "--policy", replicas.policy]
     argv += ["--prometheus-host", LOOPBACK, "--prometheus-port", str(target.router_metrics_port)]
     argv += ["--health-check-interval-secs", str(replicas.health_check_interval)]
+    if _kv_events(profile, target):  # the local replicas' KV events feed the kv_aware policy
+        for i in range(replicas.count):
+            source = f"{replica_url(target, i)}=tcp://{LOOPBACK}:{target.kv_event_port(i)}"
+            argv += ["--kv-event-source", source]
+        argv += ["--kv-event-model", profile.model.name]
+        if profile.engine.block_size is not None:
+            argv += ["--kv-event-block-size", str(profile.engine.block_size)]
     valued = (
         ("cache_threshold", "--cache-threshold"),
         ("balance_abs_threshold", "--balance-abs-threshold"),

@@ -190,9 +190,10 @@ def _with_replicas(
             )
         ports = list(range(replicas.worker_port, last + 1))
         spare = free_ports(2 * count, avoid={*taken, *ports})
+        events = []
     else:
-        picked = free_ports(3 * count + 2, avoid=taken)
-        ports, spare = picked[:count], picked[count:]
+        picked = free_ports(4 * count + 2, avoid=taken)
+        ports, events, spare = picked[:count], picked[count : 2 * count], picked[2 * count :]
     servers: tuple[tuple[int, int], ...] = ()
     cache = profile.lmcache
     if cache.mode == "mp" and not cache.shared and count > 1:
@@ -215,6 +216,7 @@ def _with_replicas(
         port=ports[0],
         replica_ports=tuple(ports),
         lmcache_servers=servers,
+        kv_event_ports=tuple(events),
         router=router,
         router_port=router_port,
         router_metrics_port=metrics_port,
