@@ -350,6 +350,7 @@ def test_a_routed_plan_forwards_to_the_router_and_knows_every_port() -> None:
     ports = [*plan.replica_ports, plan.router_port, plan.router_metrics_port]
     ports += [int(flag(by_name["lmcache"], "--port")), int(flag(by_name["lmcache"], "--http-port"))]
     assert len(set(ports)) == len(ports)  # every process its own port
+    assert sorted(plan.picked_ports) == sorted(ports)  # what a dry run replaces by placeholders
     assert {by_name[n].env["VLLM_API_KEY"] for n in plan.replica_names} == {plan.api_key}
     assert router.argv[0] == "vllm-router"  # not installed here: the dry run shows the name
     assert not plan.worker and plan.worker_line is None
@@ -361,6 +362,9 @@ def test_a_single_engine_plan_is_unchanged() -> None:
     assert plan.router_port is None and plan.router_metrics_port is None
     assert plan.replica_ports == (plan.vllm_port,) == (int(flag(plan.commands[1], "--port")),)
     assert plan.replica_names == ["vllm"]
+    lmcache = plan.commands[0]
+    ports = (plan.vllm_port, int(flag(lmcache, "--port")), int(flag(lmcache, "--http-port")))
+    assert plan.picked_ports == ports
 
 
 def test_a_missing_router_is_one_line_saying_how_to_install_it(
@@ -391,6 +395,7 @@ def test_the_worker_plan_serves_replicas_on_the_workers_port_with_the_shared_key
     assert all(c.env["VLLM_API_KEY"] == "shared-secret" for c in plan.commands[1:])
     assert [c.env["CUDA_VISIBLE_DEVICES"] for c in plan.commands[1:]] == ["0", "1"]
     assert plan.router_port is None and plan.worker
+    assert not {9000, 9001} & set(plan.picked_ports)  # the profile's ports, not picked
     assert plan.worker_urls == ("http://gpu-b.internal:9000", "http://gpu-b.internal:9001")
     assert (
         plan.worker_line == 'workers = ["http://gpu-b.internal:9000", "http://gpu-b.internal:9001"]'

@@ -48,6 +48,9 @@ class ServePlan:
     router_metrics_port: int | None = None  # its Prometheus port (/metrics)
     worker: bool = False  # --worker: engines only, for another machine's router; no proxy
     worker_urls: tuple[str, ...] = ()  # --worker: the URLs the head's router reaches them by
+    picked_ports: tuple[int, ...] = ()
+    """Every port this start chose for itself (free loopback ports), e.g. for a dry run's
+    placeholders; the profile's fixed ports (proxy, lmcache.port, replicas.worker_port) are not."""
 
     @property
     def model(self) -> str:
@@ -163,7 +166,30 @@ def prepare(
         router_metrics_port=target.router_metrics_port if has_router else None,
         worker=worker,
         worker_urls=_advertised(profile, replica_ports) if worker else (),
+        picked_ports=_picked(profile, target, replica_ports, has_router, worker),
     )
+
+
+def _picked(
+    profile: Profile,
+    target: launch.LaunchTarget,
+    replica_ports: tuple[int, ...],
+    has_router: bool,
+    worker: bool,
+) -> tuple[int, ...]:
+    ports: list[int] = [] if worker else list(replica_ports)
+    if has_router:
+        ports += [target.router_port, target.router_metrics_port]
+        if profile.replicas.policy == "kv_aware":
+            ports += [target.kv_event_port(i) for i in range(len(replica_ports))]
+    cache = profile.lmcache
+    if cache.mode == "mp" and profile.engine.backend != "sim":
+        servers = len(replica_ports) if target.lmcache_servers else 1
+        for i in range(servers):
+            port, http_port = target.lmcache_ports(i)
+            ports += [port] if not cache.port else []
+            ports += [http_port] if not cache.http_port else []
+    return tuple(dict.fromkeys(ports))
 
 
 def _with_replicas(
