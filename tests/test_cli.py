@@ -18,7 +18,18 @@ from infer_cli import __version__
 from infer_cli.cli import app
 
 runner = CliRunner()
-BUNDLED = ["cpu", "h100", "h200", "a100-80gb", "l40s", "h100x8", "multinode", "sim"]
+BUNDLED = [
+    "cpu",
+    "cpu-2x",
+    "h100",
+    "h200",
+    "a100-80gb",
+    "l40s",
+    "h100x8",
+    "h100x8-dp",
+    "multinode",
+    "sim",
+]
 STUB = Path(__file__).parent / "stubs" / "engine.py"
 # A GPU-style profile whose engine is whatever --set engine.vllm names (no CPU engine build).
 EXTERNAL = ["--set", "engine.device=cuda", "--set", "lmcache.mode=off"]

@@ -66,6 +66,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker",
+            help="Run only this machine's engines (LMCache and the profile's replicas, no router, "
+            "no proxy) for another machine's router; prints the line for its [replicas] workers.",
+        ),
+    ] = False,
     install: Annotated[
         bool,
         typer.Option(
@@ -83,6 +91,7 @@ def serve(
       infer serve -p sim                           [dim]# the simulated engine[/]
       infer serve -p multinode --dry-run           [dim]# what it needs, and the commands[/]
       infer serve --upstream http://gpu-box:8000   [dim]# proxy only, in front of a running vLLM[/]
+      infer serve -p h100x8-dp --worker            [dim]# engines only, for another router[/]
     """
     import asyncio
 
@@ -113,11 +122,22 @@ def serve(
         )
         return
     plan = service.prepare(
-        loaded, host=host, port=port, install=install, on_step=view.step, dry_run=dry_run
+        loaded,
+        host=host,
+        port=port,
+        install=install,
+        on_step=view.step,
+        dry_run=dry_run,
+        worker=worker,
     )
     if dry_run:
         from infer_cli.serve.prerequisites import prerequisites
 
         view.dry_run(plan, prerequisites(loaded.profile, install=install), real_values=real_values)
+        return
+    if worker:
+        from infer_cli.serve.worker import run_worker
+
+        asyncio.run(run_worker(plan, view))
         return
     asyncio.run(service.run(plan, view))

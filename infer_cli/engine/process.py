@@ -159,8 +159,13 @@ def _is_generic(message: str) -> bool:
     return any(word in lowered for word in _GENERIC)
 
 
-def best_cause(lines: Iterable[str]) -> str:
-    """The most telling line of a log tail: the root exception, else an error, else the last."""
+_ACCESS_LINE = re.compile(r'"(?:GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) \S+ HTTP/[\d.]+" \d{3}')
+"""An HTTP server's access-log line (vLLM's uvicorn logs every request): never a cause."""
+
+
+def best_cause(lines: Iterable[str], *, errors_only: bool = False) -> str:
+    """The most telling line of a log tail: the root exception, else an error, else the last
+    (not with ``errors_only``: a process killed by a signal says nothing about why)."""
     exceptions: list[str] = []
     errors: list[str] = []
     others: list[str] = []
@@ -170,6 +175,8 @@ def best_cause(lines: Iterable[str]) -> str:
             continue
         level, message = phases.parse(raw)
         if not message:
+            continue
+        if _ACCESS_LINE.search(message):
             continue
         if message.startswith(_FRAME_STARTS):
             after_frame = message.startswith('File "')
@@ -189,7 +196,7 @@ def best_cause(lines: Iterable[str]) -> str:
         specific = [line for line in group if not _is_generic(line)]
         if specific:
             return _shorten(specific[-1])
-    for group in (exceptions, errors, others):
+    for group in (exceptions, errors) if errors_only else (exceptions, errors, others):
         if group:
             return _shorten(group[-1])
     return ""
@@ -492,6 +499,6 @@ class ManagedProcess:
         ]
         return lines[-n:] if n > 0 else []
 
-    def cause(self) -> str:
+    def cause(self, *, errors_only: bool = False) -> str:
         """The best one-line cause of a failure, from the end of the log."""
-        return best_cause(self.tail(80))
+        return best_cause(self.tail(80), errors_only=errors_only)

@@ -93,14 +93,15 @@ class Supervisor:
 
     # -- requests from outside --------------------------------------------------------------------
 
-    def request_restart(self, name: str) -> bool:
-        """Restart ``name`` (and what depends on it) soon, without counting it against the cap.
+    def request_restart(self, *names: str) -> bool:
+        """Restart each of ``names`` (and what depends on it) in turn, without counting against
+        the cap: one replica at a time while the others serve.
 
         False when a restart is already under way or asked for.
         """
-        if self._busy or self._requested:
+        if self._busy or self._requested or not names:
             return False
-        self._requested.append(name)
+        self._requested.extend(names)
         self._wake.set()
         return True
 
@@ -134,15 +135,15 @@ class Supervisor:
             if self.stack.stopping:
                 return None
             if self._requested:
-                name = self._requested.pop()
+                name = self._requested.pop(0)
                 return Failure(name, "requested", "restart requested (SIGHUP)", "", time.time())
             for process in self.stack.processes.values():
                 code = process.returncode
                 if code is not None and not self.stack.is_restarting(process.name):
                     self.stack.snapshot()  # what is left of its tree, for the clean-up
-                    return Failure(
-                        process.name, "exited", exit_text(code), process.cause(), time.time()
-                    )
+                    # killed by a signal: only an error in its log says why, not its last line
+                    cause = process.cause(errors_only=code < 0)
+                    return Failure(process.name, "exited", exit_text(code), cause, time.time())
             while self._wedged:
                 name, pid = self._wedged.pop(0)
                 current = self.stack.processes.get(name)

@@ -213,3 +213,45 @@ class Registry:
 
     def render(self) -> str:
         return "".join(metric.render() for metric in self._metrics.values())
+
+
+def merge(texts: Sequence[tuple[str, str]], label: str = "replica") -> str:
+    """Several Prometheus texts as one: each family once, every sample labelled by its source.
+
+    ``texts`` are (source, text) pairs, e.g. ``("vllm-0", "...")``; a source of ``""`` adds no
+    label (the router's own metrics). Families keep the order they first appear in.
+    """
+    families: dict[str, list[str]] = {}  # name -> HELP/TYPE lines, then samples
+    heads: dict[str, int] = {}  # how many head lines each family has
+    for source, text in texts:
+        family = ""
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            if line.startswith("#"):
+                parts = line.split(None, 3)
+                if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                    family = parts[2]
+                    lines = families.setdefault(family, [])
+                    if not any(
+                        head.split(None, 2)[1] == parts[1] for head in lines[: heads.get(family, 0)]
+                    ):
+                        lines.insert(heads.get(family, 0), line)
+                        heads[family] = heads.get(family, 0) + 1
+                continue
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if not family or not name.startswith(family):
+                family = name  # a sample without a TYPE line of its own
+            families.setdefault(family, []).append(_labelled(line, label, source))
+    return "".join(line + "\n" for lines in families.values() for line in lines)
+
+
+def _labelled(sample: str, label: str, source: str) -> str:
+    if not source:
+        return sample
+    pair = f'{label}="{escape_label(source)}"'
+    name, brace, rest = sample.partition("{")
+    if brace:
+        return f"{name}{{{pair},{rest}" if not rest.startswith("}") else f"{name}{{{pair}{rest}"
+    name, space, value = sample.partition(" ")
+    return f"{name}{{{pair}}}{space}{value}"

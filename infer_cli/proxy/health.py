@@ -38,6 +38,20 @@ def health_body(context: ProxyContext) -> dict[str, Any]:
         "version": __version__,
         "restarts": state.restart_count,
     }
+    if state.replicas:
+        ready = [name for name, value in state.replicas.items() if value == "ready"]
+        body["replicas"] = {
+            "ready": len(ready),
+            "total": len(state.replicas),
+            "each": dict(state.replicas),
+        }
+    if state.workers:
+        body["workers"] = {
+            "ready": sum(state.workers),
+            "total": len(state.workers),
+            # by position in replicas.workers: their addresses are the operator's to know
+            "unreachable": [f"worker-{i}" for i, up in enumerate(state.workers) if not up],
+        }
     if state.last_failure_at is not None:
         body["last_restart"] = {"reason": scrub(state.last_failure), "at": state.last_failure_at}
     if not state.ready:

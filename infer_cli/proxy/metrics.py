@@ -268,11 +268,40 @@ class MetricsMiddleware:
 
 
 async def engine_metrics(context: ProxyContext, timeout: float) -> str | None:
-    """The engine's own ``/metrics`` text, or None when it cannot be had within ``timeout``."""
+    """The engine's own ``/metrics`` text, or None when it cannot be had within ``timeout``.
+
+    With replicas behind a router (``state.metrics_sources``), every replica's text labelled
+    ``replica="vllm-N"`` and the router's own, merged family by family; None when none answered.
+    """
+    import asyncio
+
+    from infer_cli.proxy.exposition import merge
+
+    state = context.state
+    if not state.metrics_sources:
+        return await _read_metrics(context, state.url, timeout)
+    texts = await asyncio.gather(
+        *(_read_metrics(context, url, timeout) for _, url in state.metrics_sources)
+    )
+    answered = [
+        (label, _aliased(text, state.metrics_aliases))
+        for (label, _), text in zip(state.metrics_sources, texts, strict=True)
+        if text is not None
+    ]
+    return merge(answered) if answered else None
+
+
+def _aliased(text: str, aliases: dict[str, str]) -> str:
+    for url, name in aliases.items():
+        text = text.replace(f'"{url}"', f'"{name}"')
+    return text
+
+
+async def _read_metrics(context: ProxyContext, base: str | None, timeout: float) -> str | None:
     import httpx
 
     state, client = context.state, context.client
-    if client is None or not state.url:
+    if client is None or not base:
         return None
     headers = {"accept": "text/plain"}
     if state.api_key:
@@ -280,7 +309,7 @@ async def engine_metrics(context: ProxyContext, timeout: float) -> str | None:
     data = bytearray()
     try:
         async with client.stream(
-            "GET", state.url.rstrip("/") + "/metrics", headers=headers, timeout=timeout
+            "GET", base.rstrip("/") + "/metrics", headers=headers, timeout=timeout
         ) as response:
             if response.status_code != 200:
                 return None

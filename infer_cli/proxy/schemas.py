@@ -366,6 +366,18 @@ class LastRestart(_Open):
     at: float = Field(description="Unix time")
 
 
+class Replicas(_Open):
+    ready: int = Field(ge=0, description="Replicas serving now")
+    total: int = Field(ge=0)
+    each: dict[str, Literal["starting", "ready", "restarting", "failed"]]
+
+
+class Workers(_Open):
+    ready: int = Field(ge=0, description="Other machines' engines that answer")
+    total: int = Field(ge=0)
+    unreachable: list[str] = Field(description="'worker-N': N is the position in replicas.workers")
+
+
 class Health(_Open):
     """``GET /health``: 200 when the engine is ready, 503 (with ``Retry-After``) otherwise."""
 
@@ -378,6 +390,8 @@ class Health(_Open):
     restarts: int = Field(ge=0, description="Engine restarts so far")
     last_restart: LastRestart | None = Field(default=None, description="After the first restart")
     detail: str | None = Field(default=None, description="Why it is not ready, in words")
+    replicas: Replicas | None = Field(default=None, description="With several engine replicas")
+    workers: Workers | None = Field(default=None, description="With engines on other machines")
 
 
 class TokenizeRequest(_Open):

@@ -40,6 +40,19 @@ class UpstreamState:
     retry_after: float | None = None
     """Seconds until the engine is expected back, while it is down; None: unknown."""
 
+    replicas: dict[str, str] = field(default_factory=dict)
+    """With several engine replicas: each one's state (``starting``, ``ready``, ``restarting``,
+    ``failed``) by name (``vllm-0``, ...); empty with one engine."""
+    workers: list[bool] = field(default_factory=list)
+    """Other machines' engines behind the router (``replicas.workers``, in order): reachable?"""
+    metrics_sources: list[tuple[str, str]] = field(default_factory=list)
+    """More Prometheus texts for ``/metrics``: (``replica`` label, base URL), e.g. each replica
+    behind the router (``("vllm-0", "http://127.0.0.1:41234")``), and the router's own (label
+    ``""``: its metrics are appended unlabelled). Empty: the engine at ``url``."""
+    metrics_aliases: dict[str, str] = field(default_factory=dict)
+    """Internal URLs in those texts and the names shown instead (the router labels each
+    replica by its loopback URL: ``http://127.0.0.1:41234`` -> ``vllm-0``)."""
+
     @property
     def restart_count(self) -> int:
         return sum(self.restarts.values())

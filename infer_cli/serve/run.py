@@ -21,6 +21,7 @@ from infer_cli.serve.app import connection_limits, proxy_app
 from infer_cli.serve.plan import ServePlan
 
 if TYPE_CHECKING:
+    from infer_cli.engine.stack import EngineStack
     from infer_cli.engine.supervisor import Failure
     from infer_cli.proxy.generations import GenerationRecord
     from infer_cli.proxy.state import UpstreamState
@@ -46,9 +47,10 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
 
     Once the engine was ready, a process that dies or stops answering its health check is
     restarted by the :class:`Supervisor` (``[supervisor]`` in the profile): the proxy stays up and
-    answers 503 with ``Retry-After`` meanwhile. SIGHUP restarts vLLM alone: LMCache's server keeps
-    running, and with it the KV cache it holds, so the new vLLM gets cache hits for prompts the old
-    one computed.
+    answers 503 with ``Retry-After`` meanwhile, unless other replicas keep serving behind the
+    router. SIGHUP restarts vLLM alone (each replica in turn, while the others serve): LMCache's
+    server keeps running, and with it the KV cache it holds, so the new vLLM gets cache hits for
+    prompts the old one computed.
     """
     from infer_cli.engine.stack import EngineStack
     from infer_cli.engine.supervisor import Supervisor
@@ -70,7 +72,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     main = asyncio.current_task()
     assert main is not None
     received: list[str] = []
-    engine = plan.commands[-1].name  # vllm (or the simulator); LMCache's server comes before it
+    engines = plan.replica_names  # vllm, or vllm-0..N-1, or the simulator
     simulated = plan.profile.engine.backend == "sim"
     start_seconds = [0.0]  # how long the engine took to be ready, last time
 
@@ -78,7 +80,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
         state.detail = f"{update.name}: {update.phase}"
         reporter.engine_progress(update)
 
-    listener = _Listener(state, reporter, start_seconds)
+    listener = _Listener(state, reporter, start_seconds, stack, engines if len(engines) > 1 else [])
     supervisor = Supervisor(stack, plan.profile.supervisor, listener, on_progress=progress)
     listener.ready = lambda seconds: reporter.ready(
         server.url, plan.model, seconds, plan.run_dir, simulated
@@ -90,24 +92,31 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
             main.cancel()
 
     def on_hangup() -> None:
-        if state.status != "ready" or not supervisor.request_restart(engine):
+        if state.status != "ready" or not supervisor.request_restart(*engines):
             return  # starting or already restarting: nothing to do
-        kept = ", ".join(name for name in stack.processes if name != engine)
+        kept = ", ".join(name for name in stack.processes if name not in engines)
+        what = engines[0] if len(engines) == 1 else f"{', '.join(engines)}, one at a time"
         reporter.warning(
-            f"received SIGHUP: restarting {engine}" + (f", {kept} keeps running" if kept else "")
+            f"received SIGHUP: restarting {what}" + (f"; {kept} keeps running" if kept else "")
         )
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    watching: list[asyncio.Task[None]] = []
     try:
         await server.start()
         reporter.proxy_listening(server.url)
         await stack.start(progress)
         state.url = f"http://{launch.LOOPBACK}:{plan.vllm_port}"
+        state.metrics_sources = _metrics_sources(plan)
+        state.metrics_aliases = {url: name for name, url in state.metrics_sources if name}
+        state.replicas = {name: "ready" for name in listener.replicas}
         state.status, state.detail = "ready", ""
         start_seconds[0] = time.monotonic() - started
         reporter.ready(server.url, plan.model, start_seconds[0], plan.run_dir, simulated)
+        if plan.profile.replicas.workers:
+            watching.append(asyncio.create_task(_watch_workers(plan, state, reporter)))
         try:
             await supervisor.run()
         except EngineCrashedError as crash:
@@ -121,6 +130,8 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+        for task in watching:
+            task.cancel()
         if state.status != "failed":
             state.status = "stopped"
         await _shielded(stack.stop())
@@ -128,40 +139,120 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
         reporter.stopped()
 
 
+def _metrics_sources(plan: ServePlan) -> list[tuple[str, str]]:
+    """Each replica's ``/metrics`` (labelled by replica) and the router's, when there is one."""
+    if plan.router_port is None:
+        return []
+    sources = [
+        (name, f"http://{launch.LOOPBACK}:{port}")
+        for name, port in zip(plan.replica_names, plan.replica_ports, strict=False)
+    ]
+    if plan.router_metrics_port is not None:
+        sources.append(("", f"http://{launch.LOOPBACK}:{plan.router_metrics_port}"))
+    return sources
+
+
+async def _watch_workers(plan: ServePlan, state: UpstreamState, reporter: ServeReporter) -> None:
+    """Check the other machines' engines (``replicas.workers``) as the router does; say which
+    went away or came back (the router stops sending them requests meanwhile)."""
+    import httpx
+
+    workers = plan.profile.replicas.workers
+    state.workers = [True] * len(workers)
+    interval = plan.profile.supervisor.health_interval
+    async with httpx.AsyncClient(
+        timeout=plan.profile.supervisor.health_timeout, trust_env=False
+    ) as client:
+        while True:
+            for index, url in enumerate(workers):
+                try:
+                    up = (await client.get(url.rstrip("/") + "/health")).status_code == 200
+                except httpx.HTTPError:
+                    up = False
+                if up != state.workers[index]:
+                    state.workers[index] = up
+                    news = "answers again" if up else "is unreachable; the rest serve"
+                    reporter.warning(f"worker-{index} ({url}) {news}")
+            await asyncio.sleep(interval)
+
+
 class _Listener:
-    """Turns the supervisor's news into the proxy's state and the console's lines."""
+    """Turns the supervisor's news into the proxy's state and the console's lines.
+
+    With several replicas (``replicas``), a failure that leaves another replica serving is the
+    router's to route around: the proxy stays ready and ``/health`` says which replica is down.
+    """
 
     def __init__(
-        self, state: UpstreamState, reporter: ServeReporter, start_seconds: list[float]
+        self,
+        state: UpstreamState,
+        reporter: ServeReporter,
+        start_seconds: list[float],
+        stack: EngineStack,
+        replicas: list[str],
     ) -> None:
         self.state = state
         self.reporter = reporter
         self.start_seconds = start_seconds
+        self.stack = stack
+        self.replicas = replicas
         self.ready: Callable[[float], None] = lambda seconds: None
+
+    def _replicas_hit(self, names: list[str]) -> list[str] | None:
+        """The replicas a restart of ``names`` takes down, or None when it takes the endpoint."""
+        if not self.replicas:
+            return None
+        hit: list[str] = []
+        for name in names:
+            prefix, _, number = name.partition("-")
+            if name in self.replicas:
+                hit.append(name)
+            elif prefix == "lmcache" and number.isdigit() and f"vllm-{number}" in self.replicas:
+                hit.append(f"vllm-{number}")  # its own cache server: that replica alone
+            else:
+                return None  # the shared cache server or the router: everyone
+        others = [name for name, value in self.state.replicas.items() if value == "ready"]
+        return hit if set(others) - set(hit) else None
 
     def failed(self, failure: Failure, restart_in: float, attempt: int, allowed: int) -> None:
         state = self.state
         state.count_restart(failure.name, failure.kind, failure.text, failure.at)
-        state.status = "restarting"
-        state.detail = _in_words(f"{failure.summary}; restarting")
-        state.retry_after = restart_in + self.start_seconds[0]
+        hit = self._replicas_hit(self.stack.restart_order(failure.name))
+        if hit is not None:
+            state.replicas.update(dict.fromkeys(hit, "restarting"))
+        else:
+            state.status = "restarting"
+            state.detail = _in_words(f"{failure.summary}; restarting")
+            state.retry_after = restart_in + self.start_seconds[0]
         when = f"in {restart_in:g} s" if restart_in > 0 else "now"
         self.reporter.warning(
             f"{failure.text}; restarting {when} (restart {attempt} of {allowed} allowed "
-            f"within the window)"
+            f"within the window)" + ("; the other replicas keep serving" if hit else "")
         )
 
     def restarting(self, names: list[str]) -> None:
         state = self.state
-        if state.status == "ready":  # a requested restart: not counted as a failure
+        hit = self._replicas_hit(names)
+        if state.status == "ready" and (hit is None or state.replicas.get(hit[0]) == "ready"):
+            # a requested restart (SIGHUP): not counted as a failure
             state.count_restart(names[0], "requested", "restart requested (SIGHUP)", time.time())
+        if hit is not None:
+            state.replicas.update(dict.fromkeys(hit, "restarting"))
+            return
         state.status = "restarting"
         state.detail = f"restarting {', '.join(names)}"
         state.retry_after = self.start_seconds[0] or None
 
     def restarted(self, names: list[str], seconds: float) -> None:
+        state = self.state
+        for name in names:
+            if name in state.replicas:
+                state.replicas[name] = "ready"
+        if state.status == "ready":
+            self.reporter.warning(f"{', '.join(names)} ready again after {seconds:.0f}s")
+            return
         self.start_seconds[0] = seconds
-        self.state.status, self.state.detail, self.state.retry_after = "ready", "", None
+        state.status, state.detail, state.retry_after = "ready", "", None
         self.ready(seconds)
 
 

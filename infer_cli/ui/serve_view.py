@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 class ServeView:
     def __init__(self) -> None:
         self._status: Status | None = None
-        self._phase: tuple[str, str] | None = None
+        self._starting: dict[str, str] = {}  # name -> its live progress text
+        self._announced: set[str] = set()  # processes whose "ready" line was printed
 
     def step(self, name: str, state: str, elapsed: float) -> None:
         marks = {"done": "[green]✓[/]", "skipped": "[dim]·[/]", "failed": "[red]✗[/]"}
@@ -31,18 +32,30 @@ class ServeView:
         stderr.print(f"[dim]proxy listening on {url} (503 until the engine is ready)[/]")
 
     def engine_progress(self, progress: StartProgress) -> None:
-        text = (
-            f"{progress.name}: {escape(progress.phase)} "
-            f"[dim]{progress.elapsed:.0f}s / {progress.timeout:.0f}s[/]"
-        )
-        if self._phase != (progress.name, progress.phase) and self._phase is not None:
-            previous_name = self._phase[0]
-            if previous_name != progress.name:
-                stderr.print(f"[green]✓[/] {previous_name} ready")
-        self._phase = (progress.name, progress.phase)
+        """One live line for every process starting (replicas start side by side), and a
+        ``✓ name ready`` line once for each as it becomes ready."""
+        from infer_cli.engine import phases
+
+        if progress.phase == phases.READY:
+            self._starting.pop(progress.name, None)
+            if progress.name not in self._announced:
+                self._announced.add(progress.name)
+                if self._status is not None:
+                    self._status.console.print(f"[green]✓[/] {escape(progress.name)} ready")
+                else:
+                    stderr.print(f"[green]✓[/] {escape(progress.name)} ready")
+        else:
+            self._announced.discard(progress.name)  # starting (again): announce when ready
+            self._starting[progress.name] = (
+                f"{escape(progress.name)}: {escape(progress.phase)} "
+                f"[dim]{progress.elapsed:.0f}s / {progress.timeout:.0f}s[/]"
+            )
         if not stderr.is_terminal:
             return
-        if self._status is None:
+        text = " · ".join(self._starting.values())
+        if not text:
+            self._stop_status()
+        elif self._status is None:
             self._status = Status(text, console=stderr)
             self._status.start()
         else:
