@@ -85,9 +85,12 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve_cpu(home: Path, *extra: str, timeout: float = 300) -> Iterator[Served]:
+def serve_cpu(
+    home: Path, *extra: str, timeout: float = 300, profile: str = "cpu"
+) -> Iterator[Served]:
     """``infer serve --profile cpu`` (real vLLM + LMCache + SmolLM2) until the block ends; call it
-    from a module-scoped fixture that depends on ``cpu_engine``. Stops it with SIGINT at the end."""
+    from a module-scoped fixture that depends on ``cpu_engine``. Stops it with SIGINT at the end.
+    ``profile``: another CPU profile (``cpu-2x``)."""
     port = free_port()
     env = {
         **os.environ,
@@ -97,7 +100,7 @@ def serve_cpu(home: Path, *extra: str, timeout: float = 300) -> Iterator[Served]
         "NO_COLOR": "1",
     }
     stderr = home / "serve.stderr"
-    argv = [sys.executable, "-m", "infer_cli", "serve", "--profile", "cpu", "--port", str(port)]
+    argv = [sys.executable, "-m", "infer_cli", "serve", "--profile", profile, "--port", str(port)]
     with stderr.open("wb") as sink:
         process = subprocess.Popen(
             [*argv, "--no-install", *extra], env=env, stdout=subprocess.DEVNULL, stderr=sink
