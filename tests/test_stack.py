@@ -175,3 +175,43 @@ async def test_replicas_start_together_after_what_they_require(tmp_path: Path) -
         assert stack.restart_order("lmcache") == ["lmcache", "vllm-0", "vllm-1"]
     finally:
         await stack.stop()
+
+
+def _replicas_stack(tmp_path: Path, *, min_ready: int | None) -> EngineStack:
+    def named(name: str, *args: str, **fields: tuple[str, ...]) -> Command:
+        return replace(stub_command(*args, name=name), **fields)
+
+    return EngineStack(
+        [
+            named("lmcache"),
+            named("vllm-0", requires=("lmcache",)),
+            named("vllm-1", "--crash-at-start", "CUDA error: no device", requires=("lmcache",)),
+            named("router", after=("vllm-0", "vllm-1")),
+        ],
+        tmp_path,
+        replicas=("vllm-0", "vllm-1"),
+        min_ready=min_ready,
+    )
+
+
+async def test_a_partial_start_goes_on_with_enough_replicas(tmp_path: Path) -> None:
+    stack = _replicas_stack(tmp_path, min_ready=1)
+    try:
+        await stack.start()
+        assert list(stack.start_failures) == ["vllm-1"]
+        assert "CUDA error: no device" in stack.start_failures["vllm-1"].message
+        assert stack.processes["vllm-0"].returncode is None
+        assert stack.processes["router"].returncode is None
+        assert stack.processes["vllm-1"].returncode is not None  # for the supervisor to retry
+    finally:
+        await stack.stop()
+
+
+async def test_too_few_replicas_stop_the_start_with_the_cause(tmp_path: Path) -> None:
+    stack = _replicas_stack(tmp_path, min_ready=2)
+    with pytest.raises(EngineStartError) as caught:
+        await stack.start()
+    assert "CUDA error: no device" in caught.value.message
+    assert "1 of 2 replicas ready, replicas.min_ready = 2" in caught.value.message
+    assert "router" not in stack.processes
+    assert all(process.returncode is not None for process in stack.processes.values())

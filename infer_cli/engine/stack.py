@@ -8,11 +8,12 @@ stopped again and the shared memory it left is removed before the error reaches 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from infer_cli.engine.process import Command, ManagedProcess, StartProgress
 from infer_cli.engine.shm import SharedMemoryTracker
+from infer_cli.errors import EngineStartError
 
 
 class EngineStack:
@@ -22,6 +23,8 @@ class EngineStack:
         run_dir: Path,
         *,
         shm: SharedMemoryTracker | None = None,
+        replicas: Collection[str] = (),
+        min_ready: int | None = None,
     ) -> None:
         names = [command.name for command in commands]
         if len(set(names)) != len(names):
@@ -35,6 +38,11 @@ class EngineStack:
         self._stopping = False
         self._restarting: set[str] = set()
         self._stop_lock = asyncio.Lock()
+        self.replicas = set(replicas)
+        """Copies of one engine: a start may go on without some of them (``min_ready``)."""
+        self.min_ready = min_ready
+        self.start_failures: dict[str, EngineStartError] = {}
+        """Replicas that failed to start while enough others did (the supervisor retries them)."""
 
     @property
     def processes(self) -> dict[str, ManagedProcess]:
@@ -58,13 +66,47 @@ class EngineStack:
                     self._processes[command.name] = process
                     await process.start()
                 self._snapshot()
-                await self._wait_all_ready(
-                    [self._processes[command.name] for command in wave], on_progress
-                )
+                processes = [self._processes[command.name] for command in wave]
+                if self.min_ready is not None and {p.name for p in processes} <= self.replicas:
+                    await self._wait_enough_ready(processes, on_progress)
+                else:
+                    await self._wait_all_ready(processes, on_progress)
                 self._snapshot()
         except BaseException:
             await self._stop_despite_cancellation()
             raise
+
+    async def _wait_enough_ready(
+        self,
+        processes: list[ManagedProcess],
+        on_progress: Callable[[StartProgress], None] | None,
+    ) -> None:
+        """Replicas: go on when ``min_ready`` of them are ready and the others have failed."""
+        results = await asyncio.gather(
+            *(process.wait_ready(on_progress) for process in processes), return_exceptions=True
+        )
+        failures = {
+            process.name: result
+            for process, result in zip(processes, results, strict=True)
+            if isinstance(result, BaseException)
+        }
+        for result in failures.values():
+            if not isinstance(result, EngineStartError):
+                raise result  # cancelled, or a bug: not a replica's failure to start
+        ready = len(processes) - len(failures)
+        if failures and ready < (self.min_ready or len(processes)):
+            first = next(iter(failures.values()))
+            assert isinstance(first, EngineStartError)
+            raise EngineStartError(
+                f"{first.message} ({ready} of {len(processes)} replicas ready, "
+                f"replicas.min_ready = {self.min_ready})",
+                hint=first.hint,
+                log_path=first.log_path,
+            )
+        for name, failure in failures.items():
+            assert isinstance(failure, EngineStartError)
+            self.start_failures[name] = failure
+            await self._processes[name].stop()  # the supervisor sees it exited and retries
 
     def waves(self) -> list[list[Command]]:
         """The commands grouped by when they can start, in start order."""

@@ -66,13 +66,18 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
         limits=connection_limits(plan.profile),
     )
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    stack = EngineStack(plan.commands, plan.run_dir)
+    engines = plan.replica_names  # vllm, or vllm-0..N-1, or the simulator
+    stack = EngineStack(
+        plan.commands,
+        plan.run_dir,
+        replicas=engines if len(engines) > 1 else (),
+        min_ready=plan.profile.replicas.min_ready,
+    )
 
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
     received: list[str] = []
-    engines = plan.replica_names  # vllm, or vllm-0..N-1, or the simulator
     simulated = plan.profile.engine.backend == "sim"
     start_seconds = [0.0]  # how long the engine took to be ready, last time
 
@@ -111,7 +116,15 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
         state.url = f"http://{launch.LOOPBACK}:{plan.vllm_port}"
         state.metrics_sources = _metrics_sources(plan)
         state.metrics_aliases = {url: name for name, url in state.metrics_sources if name}
-        state.replicas = {name: "ready" for name in listener.replicas}
+        state.replicas = {
+            name: "restarting" if name in stack.start_failures else "ready"
+            for name in listener.replicas
+        }
+        for name, failure in stack.start_failures.items():
+            reporter.warning(
+                f"{failure.message}; serving with the other replicas "
+                f"(replicas.min_ready = {plan.profile.replicas.min_ready}), retrying {name}"
+            )
         state.status, state.detail = "ready", ""
         start_seconds[0] = time.monotonic() - started
         reporter.ready(server.url, plan.model, start_seconds[0], plan.run_dir, simulated)

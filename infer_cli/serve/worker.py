@@ -26,7 +26,13 @@ async def run_worker(plan: ServePlan, reporter: ServeReporter) -> None:
 
     started = time.monotonic()
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    stack = EngineStack(plan.commands, plan.run_dir)
+    engines = plan.replica_names
+    stack = EngineStack(
+        plan.commands,
+        plan.run_dir,
+        replicas=engines if len(engines) > 1 else (),
+        min_ready=plan.profile.replicas.min_ready,
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []
