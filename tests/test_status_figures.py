@@ -63,3 +63,46 @@ def test_watch_shows_request_and_token_rates() -> None:
     assert second.prompt_token_rate == 400.0 and second.completion_token_rate == 50.0
     assert dict(rows(second))["rates"] == "2.0 req/s · 400 prompt tok/s · 50 completion tok/s"
     assert "rates" not in dict(rows(first))  # a single reading has none
+
+
+def test_each_replica_behind_the_router_gets_a_row() -> None:
+    from infer_cli.proxy.exposition import merge
+
+    def engine(running: int, usage: float, hits: int) -> str:
+        return "\n".join(
+            [
+                "# TYPE vllm:num_requests_running gauge",
+                f'vllm:num_requests_running{{model_name="m"}} {running}.0',
+                "# TYPE vllm:num_requests_waiting gauge",
+                'vllm:num_requests_waiting{model_name="m"} 0.0',
+                "# TYPE vllm:kv_cache_usage_perc gauge",
+                f'vllm:kv_cache_usage_perc{{model_name="m"}} {usage}',
+                "# TYPE vllm:external_prefix_cache_queries_total counter",
+                'vllm:external_prefix_cache_queries_total{model_name="m"} 1000.0',
+                "# TYPE vllm:external_prefix_cache_hits_total counter",
+                f'vllm:external_prefix_cache_hits_total{{model_name="m"}} {hits}.0',
+            ]
+        )
+
+    router = "# TYPE vllm_router_requests_total counter\nvllm_router_requests_total 7\n"
+    text = merge([("vllm-0", engine(1, 0.2, 500)), ("vllm-1", engine(0, 0.4, 0)), ("", router)])
+    health = Health(
+        200,
+        {
+            "status": "ok",
+            "engine": "ready",
+            "replicas": {
+                "ready": 1,
+                "total": 2,
+                "each": {"vllm-0": "ready", "vllm-1": "restarting"},
+            },
+            "workers": {"ready": 1, "total": 2, "unreachable": ["worker-1"]},
+        },
+    )
+    status = status_from("http://x", health, text)
+    shown = dict(rows(status))
+    assert shown["vllm-0"] == "ready · 1 running · 0 waiting · KV 20.0% · LMCache 50%"
+    assert shown["vllm-1"].startswith("restarting · 0 running")
+    assert shown["router"] == "7 requests routed"
+    assert shown["workers"] == "1 of 2 reachable · unreachable: worker-1"
+    assert status.running == 1 and abs((status.kv_cache_usage or 0) - 0.3) < 1e-9  # the mean

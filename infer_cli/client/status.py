@@ -33,6 +33,20 @@ class CacheRate:
 
 
 @dataclass
+class ReplicaStatus:
+    """One engine replica behind the router, from ``/health`` and its ``replica``-labelled
+    metrics."""
+
+    name: str
+    state: str | None = None
+    running: float | None = None
+    waiting: float | None = None
+    kv_cache_usage: float | None = None
+    prefix_cache: CacheRate | None = None
+    external_cache: CacheRate | None = None
+
+
+@dataclass
 class Status:
     url: str
     up: bool
@@ -50,6 +64,12 @@ class Status:
     last_restart: str | None = None
     """Why the last one happened, in words."""
     last_restart_at: float | None = None
+    replicas: list[ReplicaStatus] = field(default_factory=list)
+    """With several replicas behind a router: each one (empty otherwise)."""
+    workers_unreachable: list[str] = field(default_factory=list)
+    workers_total: int | None = None
+    router_requests: float | None = None
+    """Requests the router sent on (``vllm_router_requests_total``)."""
     metrics_error: str | None = None
     engine_metrics: bool = False
     """The engine's ``vllm:*`` metrics were present."""
@@ -187,6 +207,13 @@ def status_from(
     if isinstance(last, dict):
         status.last_restart = _text(last.get("reason"))
         status.last_restart_at = _number(last.get("at"))
+    each = body.get("replicas", {}).get("each") if isinstance(body.get("replicas"), dict) else None
+    if isinstance(each, dict):
+        status.replicas = [ReplicaStatus(str(name), _text(state)) for name, state in each.items()]
+    workers = body.get("workers")
+    if isinstance(workers, dict):
+        status.workers_total = int(_number(workers.get("total")) or 0)
+        status.workers_unreachable = [str(w) for w in workers.get("unreachable") or []]
     if not health.ok and health.status_code != 404:
         status.error = f"/health answered {health.status_code}" + (
             f": {status.detail}" if status.detail else ""
@@ -195,6 +222,7 @@ def status_from(
         return status
     samples = Samples.from_text(metrics_text)
     _engine_figures(status, samples)
+    _replica_figures(status, samples)
     _proxy_figures(status, samples)
     if previous is not None:
         status.recent_prefix_rate = _delta_rate(previous.prefix_cache, status.prefix_cache)
@@ -243,6 +271,29 @@ def _engine_figures(status: Status, samples: Samples) -> None:
                     return
 
 
+def _replica_figures(status: Status, samples: Samples) -> None:
+    """Each replica's figures from its ``replica``-labelled samples; the KV use of the whole is
+    their mean (a sum of fractions would pass 100%)."""
+    status.router_requests = samples.total("vllm_router_requests_total")
+    for replica in status.replicas:
+        label = {"replica": replica.name}
+        replica.running = samples.total("vllm:num_requests_running", **label)
+        replica.waiting = samples.total("vllm:num_requests_waiting", **label)
+        replica.kv_cache_usage = samples.total("vllm:kv_cache_usage_perc", **label)
+        replica.prefix_cache = _cache(
+            samples, "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total", **label
+        )
+        replica.external_cache = _cache(
+            samples,
+            "vllm:external_prefix_cache_hits_total",
+            "vllm:external_prefix_cache_queries_total",
+            **label,
+        )
+    usages = [r.kv_cache_usage for r in status.replicas if r.kv_cache_usage is not None]
+    if usages:
+        status.kv_cache_usage = sum(usages) / len(usages)
+
+
 def _proxy_figures(status: Status, samples: Samples) -> None:
     requests = samples.samples("infer_proxy_requests_total")
     if requests:
@@ -267,8 +318,8 @@ def _proxy_figures(status: Status, samples: Samples) -> None:
     status.mean_ttft = ratio(ttft_sum, ttft_count)
 
 
-def _cache(samples: Samples, hits: str, queries: str) -> CacheRate | None:
-    hit_total, query_total = samples.total(hits), samples.total(queries)
+def _cache(samples: Samples, hits: str, queries: str, **labels: str) -> CacheRate | None:
+    hit_total, query_total = samples.total(hits, **labels), samples.total(queries, **labels)
     if hit_total is None or query_total is None:
         return None
     return CacheRate(hit_total, query_total)

@@ -79,6 +79,10 @@ def rows(status: Status) -> list[tuple[str, str]]:
     if status.detail:
         engine.append(status.detail)
     out.append(("engine", " · ".join(engine)))
+    if status.workers_total:
+        down = status.workers_unreachable
+        text = f"{status.workers_total - len(down)} of {status.workers_total} reachable"
+        out.append(("workers", text + (f" · unreachable: {', '.join(down)}" if down else "")))
     if status.restarts:
         restarts = [_counted(float(status.restarts), "restart")]
         if status.last_restart_at is not None:
@@ -109,6 +113,19 @@ def rows(status: Status) -> list[tuple[str, str]]:
             else _cache(status.external_cache, status.recent_external_rate)
         )
         out.append(("LMCache", lmcache))
+        for replica in status.replicas:
+            parts = [replica.state or "?"]
+            parts.append(f"{_count(replica.running)} running · {_count(replica.waiting)} waiting")
+            parts.append(f"KV {_percent(replica.kv_cache_usage)}")
+            for word, rate in (
+                ("prefix", replica.prefix_cache),
+                ("LMCache", replica.external_cache),
+            ):
+                if rate is not None and rate.rate is not None:
+                    parts.append(f"{word} {rate.rate:.0%}")
+            out.append((replica.name, " · ".join(parts)))
+        if status.router_requests is not None:
+            out.append(("router", f"{_counted(status.router_requests, 'request')} routed"))
     if status.requests is not None:
         served = [_counted(status.requests, "request"), _counted(status.errors, "error")]
         if status.mid_stream_errors:
