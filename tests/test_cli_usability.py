@@ -173,7 +173,7 @@ def test_client_options_are_the_same_everywhere(argv: list[str]) -> None:
 # --- dry run (item 10) ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", ["cpu", "h100", "sim"])
+@pytest.mark.parametrize("profile", ["cpu", "h100", "sim", "cpu-2x", "h100x8-dp"])
 def test_two_dry_runs_are_identical(profile: str) -> None:
     first = runner.invoke(app, ["serve", "-p", profile, "--dry-run"])
     second = runner.invoke(app, ["serve", "-p", profile, "--dry-run"])
@@ -190,7 +190,7 @@ def test_dry_run_placeholders_are_consistent_and_valid_shell() -> None:
     health = re.search(r"# vllm \(ready when http://127.0.0.1:(\d+)/health", out)
     assert health is not None and f"--port {health.group(1)}" in out
     # LMCache's port is the one vLLM's connector is given
-    port = re.search(r"lmcache server .*?--port (\d+)", out)
+    port = re.search(r"lmcache server .*?--port (\d+)", out, re.DOTALL)
     assert port is not None and f'"lmcache.mp.port":{port.group(1)}' in out
     check = subprocess.run(["bash", "-n"], input=out, text=True, capture_output=True, check=False)
     assert check.returncode == 0, check.stderr

@@ -86,9 +86,20 @@ class LaunchTarget:
 
 
 def shell_line(command: Command) -> str:
-    """A copy-pasteable shell line: the environment assignments, then the command."""
+    """A copy-pasteable shell line: the environment assignments, then the command, one option
+    (with its values) per continued line."""
     assignments = [f"{key}={shlex.quote(value)}" for key, value in sorted(command.env.items())]
-    return " \\\n    ".join([*assignments, shlex.join(command.argv)])
+    return " \\\n    ".join([*assignments, *_option_lines(command.argv)])
+
+
+def _option_lines(argv: list[str]) -> list[str]:
+    """``vllm serve MODEL --a 1 --b`` -> ``["vllm serve MODEL", "--a 1", "--b"]`` (quoted)."""
+    lines: list[list[str]] = [[]]
+    for item in argv:
+        if item.startswith("--") and lines[-1]:
+            lines.append([])
+        lines[-1].append(item)
+    return [shlex.join(line) for line in lines]
 
 
 def plan(profile: Profile, target: LaunchTarget) -> list[Command]:

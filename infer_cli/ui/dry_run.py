@@ -30,6 +30,7 @@ def placeholders(plan: ServePlan) -> dict[str, str]:
         for flag, value in zip(command.argv, command.argv[1:], strict=False):
             if flag in _PORT_FLAGS:
                 ports.append(value)
+    ports += [str(port) for port in plan.picked_ports]  # the router's metrics, KV event ports
     cache = plan.profile.lmcache
     fixed = {str(plan.port), str(cache.port or ""), str(cache.http_port or "")}
     chosen = [port for port in dict.fromkeys(ports) if port not in fixed]  # in order of role
