@@ -178,16 +178,32 @@ def engine_env() -> dict[str, str]:
     folders = {
         "VLLM_CACHE_ROOT": cache / "vllm",
         "TORCHINDUCTOR_CACHE_DIR": cache / "torchinductor",
-        "TMPDIR": cache / "tmp",
+        "TMPDIR": _socket_safe(cache / "tmp"),
     }
     for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return {
         "HF_HUB_OFFLINE": "1",
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
         **{key: str(value) for key, value in folders.items()},
     }
+
+
+_IPC_ROOM = 70
+"""vLLM names its ZMQ IPC sockets ``$TMPDIR/<uuid4>`` and a Unix socket path holds 107 bytes:
+the folder may take 70 of them."""
+
+
+def _socket_safe(folder: Path) -> Path:
+    """``folder``, or a short private folder under ``/tmp`` when ``folder``'s path is too long for
+    the Unix sockets vLLM makes in it (a deep ``INFER_HOME`` would stop vLLM at start)."""
+    if len(str(folder)) <= _IPC_ROOM:
+        return folder
+    import os
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"infer-{os.getuid()}"
 
 
 def _is_path(setting: str) -> bool:
