@@ -286,7 +286,7 @@ def measure(config: Config, options: argparse.Namespace, mine: set[int]) -> dict
             result["requests"] = [
                 {key: record.get(key) for key in ("index", "group", "cache", "prompt_tokens",
                                                   "cached_tokens", "ttft", "error")}
-                for record in run.get("records", [])
+                for record in run.get("requests", [])
             ]  # fmt: skip
         except SystemExit as failure:  # wait_ok / infer_bench / wait_all_ready stop this way
             result["error"] = str(failure)
