@@ -73,6 +73,7 @@ def test_a_worker_machine_joins_the_router_and_shares_kv_through_l2(
             "--set", "replicas.policy=round_robin",
             "--set", tier,
         ]  # fmt: skip
+        (tmp_path / "head-home").mkdir()
         with serve_cpu(tmp_path / "head-home", *head_settings, timeout=600) as head:
             health = httpx.get(f"{head.url}/health", timeout=5).json()
             assert health["workers"] == {"ready": 1, "total": 1, "unreachable": []}
