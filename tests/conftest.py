@@ -14,6 +14,18 @@ from infer_cli.config.loader import PROTOTYPE_ENV
 if TYPE_CHECKING:
     from tests.fake_upstream import FakeUpstream
 
+E2E_TIMEOUT = 1800
+"""Seconds an e2e test may take (the default, ``timeout`` in pyproject, is 300): its setup may
+build the engine environment (~4 minutes), prepare the model and start vLLM (up to 5 minutes)."""
+
+
+@pytest.hookimpl(trylast=True)  # after tests/e2e/conftest.py has marked its tests e2e
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
+
+
 # Where the heavy, shareable parts live when no test overrides them (read before any fixture runs).
 SHARED_ENGINE_HOME = paths.engine_home()
 SHARED_MODELS_HOME = paths.models_home()

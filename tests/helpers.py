@@ -1,10 +1,12 @@
-"""Small helpers shared by tests: ports, polling with a deadline, process trees, shared memory."""
+"""Small helpers shared by tests: ports, polling with a deadline, processes, shared memory."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -45,6 +47,30 @@ def _describe(check: Callable[..., object]) -> str:
         return inspect.getsource(check).strip()
     except (OSError, TypeError):
         return repr(check)
+
+
+def stop_process(
+    process: subprocess.Popen[bytes] | subprocess.Popen[str],
+    sig: int | None = signal.SIGTERM,
+    timeout: float = 15,
+) -> str:
+    """Send ``sig`` (None: send nothing, it exits by itself), reap the process (SIGKILL after
+    ``timeout`` seconds) and return what it wrote to a piped stderr, decoded ("" when not piped).
+
+    ``communicate`` reads the pipes to the end and closes them: a test that only waits leaves them
+    open (a ResourceWarning, an error under ``filterwarnings = error``), and one that waits before
+    reading can block on a full pipe.
+    """
+    if sig is not None and process.poll() is None:
+        process.send_signal(sig)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+    if isinstance(stderr, bytes):
+        return stderr.decode(errors="replace")
+    return stderr or ""
 
 
 def pid_alive(pid: int) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import httpx
 from typer.testing import CliRunner
 
 from infer_cli.cli import app
-from tests.helpers import free_port
+from tests.helpers import free_port, stop_process
 
 runner = CliRunner()
 
@@ -75,7 +74,5 @@ def test_the_served_proxy_enforces_the_keys_file(infer_home: Path) -> None:
             assert time.monotonic() < deadline, "a removed key must stop working"
             time.sleep(0.2)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
-    assert process.stderr is not None
-    assert key not in process.stderr.read().decode()  # never logged
+        stderr = stop_process(process, timeout=30)
+    assert key not in stderr  # never logged

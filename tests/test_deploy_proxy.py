@@ -19,8 +19,8 @@ import yaml
 from infer_cli.config import loader
 from infer_cli.deploy import helm
 from infer_cli.deploy.proxy_objects import ROUTER_URL
-from tests.helpers import free_port
-from tests.test_serve_front import start_sim, stop, wait_for
+from tests.helpers import free_port, stop_process
+from tests.test_serve_front import start_sim, wait_for
 
 KEY = "deploy-test-key-1"
 PROFILE = "h100"
@@ -73,10 +73,9 @@ def deployed_proxy(tmp_path: Path) -> Iterator[str]:
         wait_for(lambda: _ready(f"{url}{probe}"), timeout=30)
         yield url
     finally:
-        stop(proxy)
-        stop(sim)
-    assert proxy.stderr is not None
-    assert "Traceback" not in proxy.stderr.read().decode()
+        stderr = stop_process(proxy)
+        stop_process(sim)
+    assert "Traceback" not in stderr
 
 
 def _ready(url: str) -> bool:

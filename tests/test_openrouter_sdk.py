@@ -5,13 +5,13 @@ URL and keeps working. Every call below validates the proxy's answer against the
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from openrouter import OpenRouter
 
+from tests.helpers import stop_process
 from tests.test_serve_sim import start_serve
 
 USER = [{"role": "user", "content": "What is KV caching?"}]
@@ -26,16 +26,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield url
     finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        stop_process(process)
 
 
 @pytest.fixture

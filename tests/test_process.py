@@ -18,7 +18,7 @@ import pytest
 from infer_cli.engine import phases
 from infer_cli.engine.process import Command, ManagedProcess, StartProgress, best_cause
 from infer_cli.errors import EngineStartError
-from tests.helpers import free_port, pid_alive
+from tests.helpers import free_port, pid_alive, stop_process
 
 STUB = Path(__file__).parent / "stubs" / "engine.py"
 REPO = Path(__file__).parent.parent
@@ -260,8 +260,7 @@ def test_child_dies_with_its_supervisor(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert not pid_alive(engine)
     finally:
-        supervisor.kill()
-        supervisor.wait()
+        stop_process(supervisor, signal.SIGKILL)
         if pidfile.exists():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, stop_process
 
 
 def start_sim(port: int, model: str = "front-model") -> subprocess.Popen[bytes]:
@@ -36,16 +35,6 @@ def wait_for(predicate: object, timeout: float = 20) -> None:
         time.sleep(0.1)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture
 def engine_port() -> Iterator[int]:
     port = free_port()
@@ -54,7 +43,7 @@ def engine_port() -> Iterator[int]:
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}"))
         yield port
     finally:
-        stop(sim)
+        stop_process(sim)
 
 
 def _answers(url: str) -> bool:
@@ -89,10 +78,9 @@ def test_fronts_a_running_engine_and_survives_its_absence(engine_port: int) -> N
         assert response.status_code == 200, response.text
         assert response.json()["model"] == "front-model"
     finally:
-        stop(proxy)
+        stderr = stop_process(proxy)
     assert proxy.returncode == 0
-    assert proxy.stderr is not None
-    assert "Traceback" not in proxy.stderr.read().decode()
+    assert "Traceback" not in stderr
 
 
 def test_upstream_down_is_503_with_the_reason_and_recovers() -> None:
@@ -107,12 +95,12 @@ def test_upstream_down_is_503_with_the_reason_and_recovers() -> None:
         assert "unreachable" in down.json()["detail"]
         sim = start_sim(engine_port, model="sim-model")
         wait_for(lambda: _answers(url))
-        stop(sim)
+        stop_process(sim)
         wait_for(lambda: health(url).status_code == 503)  # the proxy itself stays up
     finally:
         if sim is not None:
-            stop(sim)
-        stop(proxy)
+            stop_process(sim)
+        stop_process(proxy)
     assert proxy.returncode == 0
 
 
@@ -125,7 +113,7 @@ def test_an_upstream_serving_another_model_says_which(engine_port: int) -> None:
         detail = health(url).json()["detail"]
         assert "upstream serves front-model, not sim-model" in detail
     finally:
-        stop(proxy)
+        stop_process(proxy)
 
 
 def test_a_bad_upstream_url_is_one_line() -> None:

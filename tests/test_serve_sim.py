@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import descendants, free_port, pid_alive
+from tests.helpers import descendants, free_port, pid_alive, stop_process
 
 
 def wait_health(url: str, process: subprocess.Popen[bytes], want: int, timeout: float = 30) -> None:
@@ -46,8 +46,7 @@ def start_serve(*extra: str) -> tuple[str, subprocess.Popen[bytes]]:
     try:
         wait_health(url, process, 200)
     except BaseException:
-        process.kill()
-        process.wait()
+        stop_process(process, signal.SIGKILL)
         raise
     return url, process
 
@@ -58,9 +57,7 @@ def served(infer_home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     try:
         yield url, process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_process(process, signal.SIGKILL)
 
 
 def engine_pids(process: subprocess.Popen[bytes]) -> list[int]:
@@ -92,10 +89,8 @@ def test_serve_sim_answers_restarts_on_sighup_and_stops_on_sigterm(
     assert httpx.get(f"{url}/health", timeout=5).json()["restarts"] == 1  # counted, as requested
     engine = engine_pids(process)
 
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
-    assert process.stderr is not None
-    log = process.stderr.read().decode()
+    log = stop_process(process, signal.SIGTERM, timeout=30)
+    assert process.returncode == 0
     assert "restarting sim" in log and "stopped" in log
     assert "simulated engine" in log
     assert "Traceback" not in log
@@ -147,10 +142,8 @@ def test_a_killed_engine_is_restarted_while_the_proxy_answers_503(
     )  # fmt: skip
     data = json.loads(as_json.stdout)
     assert data["restarts"] == 1 and data["last_restart"].startswith("sim exited")
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 0
-    assert process.stderr is not None
-    log = process.stderr.read().decode()
+    log = stop_process(process, signal.SIGINT, timeout=30)
+    assert process.returncode == 0
     assert "sim exited with code -9 (SIGKILL)" in log and "restarting in 0.2 s" in log
 
 
@@ -166,16 +159,14 @@ def test_an_engine_that_cannot_be_kept_up_takes_serve_down_with_the_cause(
     try:
         for pid in engine_pids(process):
             os.kill(pid, signal.SIGKILL)
-        assert process.wait(timeout=30) == 1
-        assert process.stderr is not None
-        last = process.stderr.read().decode().strip().splitlines()[-1]
+        log = stop_process(process, None, timeout=30)
+        assert process.returncode == 1
+        last = log.strip().splitlines()[-1]
         assert last.startswith("error: sim exited with code -9") and "log:" in last
         if "max_restarts" in settings[0]:
             assert "giving up" in last
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_process(process, signal.SIGKILL)
 
 
 def test_bench_behind_the_proxy_fits_prompt_lengths_with_the_engines_tokenizer(
@@ -212,13 +203,7 @@ def test_verbose_serve_prints_one_line_per_request(infer_home: Path) -> None:
         ask(url)
         ask(url)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-    assert process.stderr is not None
-    lines = [
-        line
-        for line in process.stderr.read().decode().splitlines()
-        if "/v1/chat/completions 200" in line
-    ]
+        log = stop_process(process, signal.SIGINT, timeout=30)
+    lines = [line for line in log.splitlines() if "/v1/chat/completions 200" in line]
     assert len(lines) == 2, lines
     assert "sim-model" in lines[0] and "tok" in lines[0] and "length" in lines[0]

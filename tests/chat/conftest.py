@@ -46,13 +46,14 @@ def _start(home: Path, *settings: str, env: dict[str, str] | None = None) -> Sim
     argv = [sys.executable, "-m", "infer_cli", "serve", "--profile", "sim", "--port", str(port)]
     for setting in settings:
         argv += ["--set", setting]
-    process = subprocess.Popen(
-        argv,
-        env={**os.environ, "INFER_HOME": str(home), "NO_COLOR": "1", **(env or {})},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=(home / "serve.stderr").open("wb"),
-    )
+    with (home / "serve.stderr").open("wb") as stderr:  # the child has its own copy
+        process = subprocess.Popen(
+            argv,
+            env={**os.environ, "INFER_HOME": str(home), "NO_COLOR": "1", **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     return SimServer(f"http://127.0.0.1:{port}", process, home)
 
 

@@ -47,14 +47,15 @@ def interactive(
         dimensions=(40, 120),
         timeout=30,
     )
-    child.logfile_read = (home / "pty.log").open("w")
-    try:
-        child.expect_exact(PROMPT)
-        yield child
-    finally:
-        if child.isalive():
-            child.terminate(force=True)
-        child.close()
+    with (home / "pty.log").open("w") as log:
+        child.logfile_read = log
+        try:
+            child.expect_exact(PROMPT)
+            yield child
+        finally:
+            if child.isalive():
+                child.terminate(force=True)
+            child.close()
 
 
 def generated_tokens(url: str) -> float:
