@@ -76,7 +76,9 @@ def completion_responses(answer: type[BaseModel]) -> dict[int | str, Any]:
     ok: dict[str, Any] = {
         "model": answer,
         "description": "The completion; " + STREAM_DESCRIPTION,
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        # The stream's text is SSE, not a JSON value: no JSON schema describes it (an empty
+        # schema, so that a validator does not judge event text as a JSON string).
+        "content": {"text/event-stream": {"schema": {}}},
     }
     return {200: ok, **errors(400, 404, *LIMITED, *ENGINE)}
 
