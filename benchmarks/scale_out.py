@@ -25,10 +25,13 @@ models, ``--no-install``, a free port), measured the same way:
    tree is sampled twice a second) must be gone, with no ``/dev/shm/lmcache_kv_<pid>_*`` left.
 
 The table shows ratios: warm / cold median TTFT within each configuration, each configuration's
-cold TTFT and start-up against the one replica's, measured in the same run of this script. The
-JSON keeps the times, the per-replica counters and the bench summaries.
+cold TTFT and start-up against the one replica's, measured in the same run of this script
+(medians over ``--rounds``, leaving out rounds measured while someone else's ``vllm serve`` ran
+when there are others). The JSON keeps the times, the per-replica counters, the bench summaries
+and every request's cache group, TTFT and cached tokens.
 
-    .venv/bin/python benchmarks/scale_out.py --output scale_out.json
+    .venv/bin/python benchmarks/scale_out.py --rounds 2 --output scale_out.json
+    .venv/bin/python benchmarks/scale_out.py --table scale_out.json   # the table again
 
 Needs the CPU engine with vllm-router and the model (``infer engine install``, ``infer pull``).
 """
@@ -89,6 +92,14 @@ COUNTERS = {
     "external_queries": "vllm:external_prefix_cache_queries_total",
 }
 """Per-replica counters read from the proxy's ``/metrics`` (in tokens, but for requests)."""
+
+LEGEND = (
+    "hit: cached/prompt tokens from usage; warm/cold: median TTFT of warm over cold requests; "
+    "cold vs cpu, start vs cpu: against one replica; vLLM hits / LMCache: prefix-cache and "
+    "external (connector) hit tokens; left: processes or /dev/shm segments after Ctrl-C; "
+    "others: rounds measured while someone else's vllm serve ran; used: the rounds the medians "
+    "are of (those without others, when there are any)"
+)
 
 STACK = ("vllm serve", "lmcache server", "vllm-router")
 
@@ -349,8 +360,21 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _with_others(result: dict[str, Any]) -> bool:
+    """Someone else's ``vllm serve`` ran at the start, at ready or at the end of the workload."""
+    return bool(
+        result["quiet"]["others_at_start"]
+        or result.get("others_at_ready")
+        or result.get("others_during")
+    )
+
+
 def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per configuration: the median of each figure over its rounds, ratios to the baseline."""
+    """Per configuration: the median of each figure over its rounds, ratios to the baseline.
+
+    Rounds measured while someone else's ``vllm serve`` ran are left out of the medians when the
+    configuration has a round without (``used`` says which rounds count).
+    """
     by_config: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         by_config.setdefault(result["config"], []).append(result)
@@ -358,22 +382,22 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for name, runs in by_config.items():
         row: dict[str, Any] = {"rounds": len(runs), "failed": sum(1 for r in runs if "error" in r)}
         rows[name] = row
-        measured = [figures(r) for r in runs if "bench" in r]
+        row["with_others"] = sum(1 for r in runs if _with_others(r))
+        clean = [r for r in runs if not _with_others(r)]
+        used = clean or runs
+        row["used"] = [r.get("round") for r in used]
+        measured = [figures(r) for r in used if "bench" in r]
         for key in ("hit_rate", "warm_hit_rate", "cold_ttft_ms", "warm_ttft_ms", "warm_over_cold",
                     "prefix_hit_tokens", "external_hit_tokens", "external_share"):  # fmt: skip
             values = [m[key] for m in measured if m.get(key) is not None]
             row[key] = round(statistics.median(values), 4) if values else None
-        row["ok"] = ", ".join(m["ok"] for m in measured)
-        row["per_replica_requests"] = ", ".join(m["per_replica_requests"] for m in measured)
-        startups = [r["startup_s"] for r in runs if "startup_s" in r]
+        done = [int(n) for m in measured for n in m["ok"].split("/")]
+        row["ok"] = f"{sum(done[0::2])}/{sum(done[1::2])}"
+        row["per_replica_requests"] = " ".join(m["per_replica_requests"] for m in measured)
+        startups = [r["startup_s"] for r in used if "startup_s" in r]
         row["startup_s"] = round(statistics.median(startups), 2) if startups else None
         row["left"] = sum(
             len(r["left"]["processes"]) + len(r["left"]["shm_segments"]) for r in runs
-        )
-        row["with_others"] = sum(
-            1
-            for r in runs
-            if r["quiet"]["others_at_start"] or r.get("others_at_ready") or r.get("others_during")
         )
     base = rows.get(BASELINE, {})
     for row in rows.values():
@@ -393,19 +417,21 @@ def _cell(value: Any, spec: str = "") -> str:
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
-    header = (f"{'config':16}{'ok':>7}{'hit':>7}{'warm hit':>9}{'warm/cold':>10}"
-              f"{'cold vs cpu':>12}{'vLLM hits':>10}{'LMCache':>9}{'ext share':>10}"
-              f"{'req/replica':>12}{'start vs cpu':>13}{'left':>5}{'others':>7}")  # fmt: skip
+    header = (f"{'config':15}{'ok':>6}{'hit':>7}{'warm hit':>9}{'warm/cold':>10}"
+              f"{'cold vs cpu':>12}{'vLLM hits':>10}{'LMCache':>8}{'ext share':>10}"
+              f"{'req/replica':>13}{'start vs cpu':>13}{'left':>5}{'others':>7}"
+              f"{'used':>6}")  # fmt: skip
     lines = [header]
     for name, row in rows.items():
         lines.append(
-            f"{name:16}{row['ok']:>7}{_cell(row['hit_rate'], '.1%'):>7}"
+            f"{name:15}{row['ok']:>6}{_cell(row['hit_rate'], '.1%'):>7}"
             f"{_cell(row['warm_hit_rate'], '.1%'):>9}{_cell(row['warm_over_cold'], '.3f'):>10}"
             f"{_cell(row['cold_ttft_vs_cpu'], '.2f'):>12}"
             f"{_cell(row['prefix_hit_tokens'], '.0f'):>10}"
-            f"{_cell(row['external_hit_tokens'], '.0f'):>9}"
-            f"{_cell(row['external_share'], '.1%'):>10}{row['per_replica_requests']:>12}"
+            f"{_cell(row['external_hit_tokens'], '.0f'):>8}"
+            f"{_cell(row['external_share'], '.1%'):>10}{row['per_replica_requests']:>13}"
             f"{_cell(row['startup_vs_cpu'], '.2f'):>13}{row['left']:>5}{row['with_others']:>7}"
+            f"{','.join(str(r) for r in row['used']):>6}"
         )
     return "\n".join(lines)
 
@@ -430,7 +456,13 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=900,
                         help="seconds to wait for others' vllm serve to end")  # fmt: skip
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--table", type=Path, help="print the table of a saved --output and stop")
     options = parser.parse_args()
+    if options.table:
+        rows = summarize(json.loads(options.table.read_text())["runs"])
+        print(table(rows))
+        print(LEGEND)
+        return
     names = [name.strip() for name in options.configs.split(",") if name.strip()]
     unknown = [name for name in names if name not in CONFIGS]
     if unknown:
@@ -454,12 +486,7 @@ def main() -> None:
                 write(options.output, options, results)
     rows = summarize(results)
     print(table(rows))
-    print(
-        "hit: cached/prompt tokens from usage; warm/cold: median TTFT of warm over cold requests; "
-        "cold vs cpu, start vs cpu: against one replica; vLLM hits / LMCache: prefix-cache and "
-        "external (connector) hit tokens; left: processes or /dev/shm segments after Ctrl-C; "
-        "others: rounds measured while someone else's vllm serve ran"
-    )
+    print(LEGEND)
     if options.output:
         write(options.output, options, results, rows)
 
