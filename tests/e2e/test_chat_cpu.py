@@ -33,9 +33,9 @@ def test_a_question_is_answered_sensibly(served: Served) -> None:
         "chat",
         "--url",
         served.url,
-        "-o",
+        "--option",
         "temperature=0",
-        "-o",
+        "--option",
         "max_tokens=40",
         "What is the capital of France?",
     )
@@ -54,7 +54,9 @@ def test_models_lists_the_served_model(served: Served) -> None:
 def test_status_shows_the_model_and_a_prefix_cache_hit_rate(served: Served) -> None:
     prompt = "Here is a long note about caching. " * 60 + "Summarise it in one word."
     for _ in range(2):
-        asked = invoke("chat", "--url", served.url, "-o", "max_tokens=1", "--no-stream", prompt)
+        asked = invoke(
+            "chat", "--url", served.url, "--option", "max_tokens=1", "--no-stream", prompt
+        )
         assert asked.exit_code == 0, asked.output
     status = json.loads(invoke("status", "--url", served.url, "--json").stdout)
     assert status["up"] and status["model"] == MODEL and status["engine"] == "ready"
