@@ -227,11 +227,12 @@ def vllm_serve(profile: Profile, target: LaunchTarget, index: int | None = None)
     url = f"http://{_client_host(host)}:{port}"
     reconnecting: dict[str, Any] = {}
     if cache.mode == "mp":
-        # A restarted LMCache server does not take vLLM down: its connector registers the KV
-        # cache with the new server (measured); one token checks that it did.
+        # A restarted LMCache server restarts vLLM too. vLLM's connector does not reliably
+        # register its KV cache with a new server (measured on the CPU engine: once it did, once
+        # the new server rejected every store from the old vLLM, which served on without
+        # LMCache); ``reconnects=True`` with this smoke request is how to switch that on.
         reconnecting = {
             "requires": ("lmcache" if index is None or cache.shared else f"lmcache-{index}",),
-            "reconnects": True,
             "smoke": Smoke(
                 url=f"{url}/v1/completions",
                 body={"model": model.name, "prompt": "ping", "max_tokens": 1},

@@ -5,12 +5,12 @@ A process *fails* when it exits, or when it stops answering its health check for
 With ``on_failure = "restart"`` the failed process is killed if it still runs, and after a backoff
 (``backoff`` seconds, doubled for each restart in the window, at most ``backoff_max``) restarted
 together with the processes that depend on it (:meth:`EngineStack.restart`): a dead LMCache server
-is restarted alone while vLLM keeps running and reconnects to it (checked with one small request;
-vLLM is restarted too when that fails), a dead vLLM leaves LMCache's server, and the KV it holds,
-running. A restart that fails to start counts as one more failure. More than ``max_restarts``
-failures within ``restart_window`` seconds, or ``on_failure = "stop"``, end the watch with
-:class:`EngineCrashedError`: the caller stops everything and exits non-zero, so systemd or
-Kubernetes can take over.
+restarts the vLLM that uses it after it (a process marked ``reconnects`` stays up instead and is
+checked with one small request, restarted only when that fails), a dead vLLM leaves LMCache's
+server, and the KV it holds, running. A restart that fails to start counts as one more failure.
+More than ``max_restarts`` failures within ``restart_window`` seconds, or ``on_failure = "stop"``,
+end the watch with :class:`EngineCrashedError`: the caller stops everything and exits non-zero, so
+systemd or Kubernetes can take over.
 
 Failures while the stack first starts are not retried: a profile that cannot start will not start
 on the second try either, and the user is waiting for the answer.

@@ -4,8 +4,8 @@ One ``infer serve --profile cpu`` for the module, with a supervisor on a test's 
 backoff, a health check every 2 s). In file order: a client that leaves frees the engine's slot;
 vLLM SIGKILLed under 8 open streams (each stream ends with an error chunk and ``[DONE]``, the
 proxy answers 503 meanwhile, vLLM is back without a human and LMCache still holds the KV of a
-prompt served before the kill); LMCache SIGKILLed (restarted alone: vLLM reconnects to it); vLLM
-stopped with SIGSTOP (seen as wedged and restarted); and Ctrl-C leaves nothing behind.
+prompt served before the kill); LMCache SIGKILLed (restarted, then vLLM); vLLM stopped with
+SIGSTOP (seen as wedged and restarted); and Ctrl-C leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -215,22 +215,18 @@ def test_sigkill_of_vllm_under_8_streams_heals_and_keeps_lmcaches_kv(served: Ser
     assert 'infer_proxy_engine_restarts_total{process="vllm",reason="exited"} 1' in metrics
 
 
-def test_sigkill_of_lmcache_restarts_it_and_vllm_reconnects(served: Served) -> None:
+def test_sigkill_of_lmcache_restarts_it_and_then_vllm(served: Served) -> None:
     cache = lmcache_pid(served)
-    kept, _ = vllm_process(served)
+    old_vllm, _ = vllm_process(served)
     os.kill(cache, signal.SIGKILL)
     wait_down(served, timeout=30)
     health = wait_back(served)
     assert health["restarts"] == 2
     assert str(health["last_restart"]["reason"]).startswith("lmcache exited")  # type: ignore[index]
     assert lmcache_pid(served) != cache
-    # vLLM kept its loaded model and registered its KV cache with the new server
-    assert vllm_process(served)[0] == kept and pid_alive(kept)
-    answer = chat(served.url, "What is the capital of France?", max_tokens=8)
-    assert answer["usage"]
-    runs = list((served.home / "runs").iterdir())
-    this_run = (runs[0] / "lmcache.log").read_text(errors="replace").rsplit("starting lmcache", 1)
-    assert "Registered KV cache" in this_run[-1]
+    # vLLM registers its KV cache with the new server only when it starts
+    assert vllm_process(served)[0] != old_vllm and not pid_alive(old_vllm)
+    assert chat(served.url, "What is the capital of France?", max_tokens=8)["usage"]
 
 
 def test_a_wedged_vllm_is_seen_and_restarted(served: Served) -> None:
