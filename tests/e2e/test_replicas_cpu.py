@@ -173,6 +173,7 @@ def test_without_the_shared_server_the_other_replica_computes_again(
 ) -> None:
     prompt = LONG_PROMPT.replace("quick brown fox", "quiet yellow finch") + " Summarise."
     unshared = [*ROUND_ROBIN, "--set", "lmcache.shared=false"]
+    (tmp_path / "home").mkdir()
     with serve_cpu(tmp_path / "home", *unshared, profile="cpu-2x", timeout=600) as running:
         chat(running.url, prompt, max_tokens=4)
         second = chat(running.url, prompt, max_tokens=4)["usage"]
