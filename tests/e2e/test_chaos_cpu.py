@@ -139,14 +139,17 @@ def test_a_client_that_leaves_frees_the_engines_slot(served: Served) -> None:
         "stream": True,
     }
     with httpx.stream("POST", f"{served.url}/v1/chat/completions", json=body, timeout=60) as rsp:
-        for line in rsp.iter_lines():
+        lines = rsp.iter_lines()  # kept: a dropped iterator may close the stream early
+        for line in lines:
             if line.startswith("data: ") and '"content"' in line:
                 break
         deadline = time.monotonic() + 15
         while running_requests(direct) != 1:  # the engine publishes its gauges as it steps
             assert time.monotonic() < deadline, "vLLM never reported the request as running"
             time.sleep(0.1)
+        rsp.close()  # the client leaves
         left = time.monotonic()
+        del lines
     # the connection is closed: the proxy must cancel the engine's work at once
     while running_requests(direct) != 0:
         assert time.monotonic() - left < 5, "the engine kept generating for a client that left"
