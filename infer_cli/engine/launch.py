@@ -19,7 +19,6 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from infer_cli.config.schema import (
     EngineSection,
@@ -29,7 +28,7 @@ from infer_cli.config.schema import (
     RedisTier,
     S3Tier,
 )
-from infer_cli.engine.process import Command, Smoke
+from infer_cli.engine.process import Command
 
 LOOPBACK = "127.0.0.1"
 ENGINE_DEFAULT_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
@@ -225,20 +224,12 @@ def vllm_serve(profile: Profile, target: LaunchTarget, index: int | None = None)
         env["CUDA_VISIBLE_DEVICES"] = devices
     env["VLLM_API_KEY"] = target.api_key
     url = f"http://{_client_host(host)}:{port}"
-    reconnecting: dict[str, Any] = {}
+    # A restarted LMCache server restarts vLLM too: vLLM's connector does not reliably register
+    # its KV cache with a new server (measured on the CPU engine: once it did, once the new server
+    # rejected every store from the old vLLM, which served on without LMCache).
+    requires: tuple[str, ...] = ()
     if cache.mode == "mp":
-        # A restarted LMCache server restarts vLLM too. vLLM's connector does not reliably
-        # register its KV cache with a new server (measured on the CPU engine: once it did, once
-        # the new server rejected every store from the old vLLM, which served on without
-        # LMCache); ``reconnects=True`` with this smoke request is how to switch that on.
-        reconnecting = {
-            "requires": ("lmcache" if index is None or cache.shared else f"lmcache-{index}",),
-            "smoke": Smoke(
-                url=f"{url}/v1/completions",
-                body={"model": model.name, "prompt": "ping", "max_tokens": 1},
-                headers={"Authorization": f"Bearer {target.api_key}"},
-            ),
-        }
+        requires = ("lmcache" if index is None or cache.shared else f"lmcache-{index}",)
     return Command(
         name=replica_name(profile, target, index),
         argv=argv,
@@ -246,7 +237,7 @@ def vllm_serve(profile: Profile, target: LaunchTarget, index: int | None = None)
         health_url=f"{url}/health",
         startup_timeout=engine.startup_timeout,
         stop_timeout=engine.stop_timeout,
-        **reconnecting,
+        requires=requires,
     )
 
 
