@@ -2,8 +2,8 @@
 OpenRouter itself), over httpx.
 
 - :func:`parse_endpoint` turns what a user typed (``127.0.0.1:8080``, ``http://h:8080/v1``,
-  ``https://openrouter.ai/api/v1``) into the server root (``/health``, ``/metrics``) and the API
-  base (``/chat/completions``, ``/models``).
+  ``https://openrouter.ai/api/v1``) into :class:`EndpointURLs`: the server root (``/health``,
+  ``/metrics``) and the API base (``/chat/completions``, ``/models``).
 - :class:`Client` sends the requests: :meth:`~Client.list_models`, :meth:`~Client.chat`,
   :meth:`~Client.chat_stream` (parsed chunks, each stamped with its arrival time from
   :func:`time.perf_counter`), :meth:`~Client.health`, :meth:`~Client.metrics_text`.
@@ -38,7 +38,7 @@ from infer_cli.errors import (
 SERVE_HINT = "start one with `infer serve` or point --url / INFER_URL at a running endpoint"
 KEY_HINT = "pass --api-key or set INFER_API_KEY"
 
-__all__ = ["DEFAULT_URL", "Client", "Endpoint", "Health", "ModelListing", "StreamChunk"]
+__all__ = ["DEFAULT_URL", "Client", "EndpointURLs", "Health", "ModelListing", "StreamChunk"]
 
 _API_SUFFIXES = ("/api/v1", "/v1")
 _PASTED_ROUTES = ("/chat/completions", "/completions", "/models")
@@ -48,7 +48,10 @@ _PASTED_ROUTES = ("/chat/completions", "/completions", "/models")
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class EndpointURLs:
+    """Where an endpoint's routes live: the URL a user gave, resolved into the server root and
+    the API base (the two differ by ``/v1`` or ``/api/v1``)."""
+
     url: str
     """The URL as the user gave it, normalised (scheme added, no trailing slash)."""
     root: str
@@ -84,7 +87,7 @@ class Endpoint:
             return False
 
 
-def parse_endpoint(url: str) -> Endpoint:
+def parse_endpoint(url: str) -> EndpointURLs:
     """Root and API base of ``url``. A base ending in ``/v1`` or ``/api/v1`` is the API base as
     it is; a bare server gets ``/v1`` (served by the infer proxy, vLLM and OpenAI alike).
     """
@@ -111,8 +114,8 @@ def parse_endpoint(url: str) -> Endpoint:
     normalised = base + path
     for suffix in _API_SUFFIXES:
         if path.endswith(suffix):
-            return Endpoint(url=normalised, root=base + path[: -len(suffix)], api=normalised)
-    return Endpoint(url=normalised, root=normalised, api=normalised + "/v1")
+            return EndpointURLs(url=normalised, root=base + path[: -len(suffix)], api=normalised)
+    return EndpointURLs(url=normalised, root=normalised, api=normalised + "/v1")
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -196,7 +199,7 @@ class Client:
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
     ):
-        self.endpoint = parse_endpoint(url)
+        self.endpoint: EndpointURLs = parse_endpoint(url)
         self.api_key = api_key or None
         all_headers = {"user-agent": _user_agent(), "x-title": "infer"}
         if self.api_key:

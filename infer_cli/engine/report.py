@@ -17,7 +17,9 @@ from infer_cli.engine import build, environment, models
 
 
 @dataclass(frozen=True)
-class EngineStatus:
+class EngineReport:
+    """What ``infer engine status`` shows (``to_json`` for ``--json``)."""
+
     home: Path
     venv: Path
     ready: bool
@@ -50,14 +52,14 @@ class EngineStatus:
         }
 
 
-def status(*, measure_size: bool = True) -> EngineStatus:
+def status(*, measure_size: bool = True) -> EngineReport:
     """What is built and where, the build steps not done yet, and the models prepared."""
     versions = environment.installed_versions()
     marker = environment.read_marker() or {}
     venv = environment.venv_dir()
     python = environment.python_path()
     log = environment.log_path()
-    return EngineStatus(
+    return EngineReport(
         home=paths.engine_home(),
         venv=venv,
         ready=environment.is_ready(),
