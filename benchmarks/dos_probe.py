@@ -57,10 +57,10 @@ asyncio.run(main())
 PROXY = """
 import asyncio, sys
 from infer_cli.proxy.app import ProxyConfig, create_app
-from infer_cli.proxy.bounds import BodyBounds
-from infer_cli.proxy.connection_guard import ConnectionLimits
-from infer_cli.proxy.guards import GuardConfig
-from infer_cli.proxy.server import ProxyServer, bind
+from infer_cli.proxy.guards.bounds import BodyBounds
+from infer_cli.wire.guarded_http import ConnectionLimits
+from infer_cli.proxy.guards.middleware import GuardConfig
+from infer_cli.wire.server import AppServer, bind
 from infer_cli.proxy.state import UpstreamState
 HUGE = 10**12
 async def main():
@@ -76,7 +76,7 @@ async def main():
         bounds = BodyBounds(max_json_values=HUGE, max_json_depth=HUGE, max_messages=HUGE)
     guards = GuardConfig(api_keys=keys, max_concurrent=4, engine_metrics=False)
     app = create_app(ProxyConfig(body_bounds=bounds), state, guards=guards)
-    server = ProxyServer(app, bind("127.0.0.1", 0), limits=limits)
+    server = AppServer(app, bind("127.0.0.1", 0), limits=limits)
     await server.start()
     print(server.url, flush=True)
     await asyncio.Event().wait()

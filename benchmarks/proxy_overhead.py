@@ -39,15 +39,15 @@ asyncio.run(main())
 PROXY = """
 import asyncio, sys
 from infer_cli.proxy.app import ProxyConfig, create_app
-from infer_cli.proxy.listing import ProviderInfo
-from infer_cli.proxy.pricing import Prices
-from infer_cli.proxy.server import ProxyServer, bind
+from infer_cli.proxy.openrouter.listing import ProviderInfo
+from infer_cli.proxy.openrouter.pricing import Prices
+from infer_cli.wire.server import AppServer, bind
 from infer_cli.proxy.state import UpstreamState
 async def main():
     state = UpstreamState(url=sys.argv[1], api_key="k", model="m", status="ready")
     prices = Prices.parse(prompt="0.000001", completion="0.000002")
     provider = ProviderInfo(model="m", prices=prices)
-    server = ProxyServer(create_app(ProxyConfig(), state, provider=provider), bind("127.0.0.1", 0))
+    server = AppServer(create_app(ProxyConfig(), state, provider=provider), bind("127.0.0.1", 0))
     await server.start()
     print(server.url, flush=True)
     await asyncio.Event().wait()

@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from infer_cli.proxy.app import ProxyConfig, create_app
-from infer_cli.proxy.guards import GuardConfig, Guards
-from infer_cli.proxy.server import ProxyServer, bind
+from infer_cli.proxy.guards.middleware import GuardConfig, Guards
 from infer_cli.proxy.state import EngineStatus, UpstreamState
+from infer_cli.wire.server import AppServer, bind
 from tests.fake_upstream import FakeUpstream
 
 KEY = "internal-key"
@@ -57,7 +57,7 @@ async def serve(
     app = create_app(ProxyConfig(**config), state, guards=guards)
     if setup is not None:
         setup(app)
-    server = ProxyServer(app, bind("127.0.0.1", 0))
+    server = AppServer(app, bind("127.0.0.1", 0))
     await server.start()
     try:
         yield Served(server.url, app, state)
@@ -111,7 +111,7 @@ def record_kwargs(**overrides: Any) -> dict[str, Any]:
 def add_generate_route(app: FastAPI, **record: Any) -> None:
     """``POST /test/generate``: a stand-in for a completion route that ends by handing a
     :class:`GenerationRecord` to the observers, with the key id the auth middleware set."""
-    from infer_cli.proxy.generations import GenerationRecord
+    from infer_cli.proxy.openrouter.generations import GenerationRecord
 
     async def generate(request: Request) -> JSONResponse:
         body = await request.json() if await request.body() else {}

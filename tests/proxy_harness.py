@@ -12,12 +12,12 @@ import httpx
 import openai
 
 from infer_cli.proxy.app import ProxyConfig, create_app
-from infer_cli.proxy.generations import GenerationRecord
-from infer_cli.proxy.guards import GuardConfig
-from infer_cli.proxy.listing import ProviderInfo
-from infer_cli.proxy.pricing import Prices
-from infer_cli.proxy.server import ProxyServer, bind
+from infer_cli.proxy.guards.middleware import GuardConfig
+from infer_cli.proxy.openrouter.generations import GenerationRecord
+from infer_cli.proxy.openrouter.listing import ProviderInfo
+from infer_cli.proxy.openrouter.pricing import Prices
 from infer_cli.proxy.state import EngineStatus, UpstreamState
+from infer_cli.wire.server import AppServer, bind
 from tests.fake_upstream import FakeUpstream
 
 KEY = "internal-key"
@@ -106,7 +106,7 @@ async def running_proxy(
         observers=[running.records.append],
         guards=GuardConfig(api_keys=api_keys, engine_metrics=False),
     )
-    server = ProxyServer(app, bind("127.0.0.1", 0))
+    server = AppServer(app, bind("127.0.0.1", 0))
     await server.start()
     running.url = server.url
     try:

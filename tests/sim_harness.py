@@ -13,13 +13,13 @@ import httpx
 from fastapi import FastAPI
 
 from infer_cli.proxy.app import ProxyConfig, create_app
-from infer_cli.proxy.generations import GenerationRecord
-from infer_cli.proxy.guards import GuardConfig, Guards
-from infer_cli.proxy.listing import ProviderInfo
-from infer_cli.proxy.pricing import Prices
-from infer_cli.proxy.server import ProxyServer, bind
+from infer_cli.proxy.guards.middleware import GuardConfig, Guards
+from infer_cli.proxy.openrouter.generations import GenerationRecord
+from infer_cli.proxy.openrouter.listing import ProviderInfo
+from infer_cli.proxy.openrouter.pricing import Prices
 from infer_cli.proxy.state import UpstreamState
 from infer_cli.sim import SimSettings, running
+from infer_cli.wire.server import AppServer, bind
 
 ENGINE_KEY = "sim-internal-key"
 MODEL = "sim-model"
@@ -74,7 +74,7 @@ async def sim_proxy(
             observers=[records.append],
             guards=guards or GuardConfig(engine_metrics=False),
         )
-        server = ProxyServer(app, bind("127.0.0.1", 0))
+        server = AppServer(app, bind("127.0.0.1", 0))
         await server.start()
         try:
             yield SimProxy(server.url, engine_url, app, records)

@@ -16,9 +16,9 @@ import pytest
 from infer_cli import __version__
 from infer_cli.errors import PortInUseError
 from infer_cli.proxy.app import ProxyConfig, create_app
-from infer_cli.proxy.server import ProxyServer, bind
 from infer_cli.proxy.sse import KEEPALIVE_COMMENT
 from infer_cli.proxy.state import EngineStatus, UpstreamState
+from infer_cli.wire.server import AppServer, bind
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import free_port
 
@@ -50,7 +50,7 @@ def proxy(fake: FakeUpstream) -> ProxyFactory:
         state = UpstreamState(
             url=upstream_url or fake.url, api_key=KEY, model="fake/model", status=status
         )
-        server = ProxyServer(create_app(ProxyConfig(**config), state), bind("127.0.0.1", 0))
+        server = AppServer(create_app(ProxyConfig(**config), state), bind("127.0.0.1", 0))
         await server.start()
         try:
             yield server.url, state
@@ -537,7 +537,7 @@ def test_bind_claims_the_port_at_once() -> None:
 async def test_proxy_server_starts_serves_and_stops_on_a_real_socket() -> None:
     state = UpstreamState(url=None, api_key=KEY, model="m")
     sock = bind("127.0.0.1", 0)
-    server = ProxyServer(create_app(ProxyConfig(), state), sock)
+    server = AppServer(create_app(ProxyConfig(), state), sock)
     assert server.url == f"http://127.0.0.1:{sock.getsockname()[1]}"
     await server.start()
     async with client(server.url) as http:
@@ -558,6 +558,6 @@ async def test_proxy_server_starts_serves_and_stops_on_a_real_socket() -> None:
 async def test_stop_before_start_releases_the_port() -> None:
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = ProxyServer(create_app(ProxyConfig(), UpstreamState(None, None, "m")), sock)
+    server = AppServer(create_app(ProxyConfig(), UpstreamState(None, None, "m")), sock)
     await server.stop()
     bind("127.0.0.1", port).close()

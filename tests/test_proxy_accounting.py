@@ -8,8 +8,8 @@ import asyncio
 import json
 from typing import Any
 
-from infer_cli.proxy.guards import GuardConfig
-from infer_cli.proxy.limits import TOKENS_PER_MINUTE, Limits, RateLimiter, Reservation
+from infer_cli.proxy.guards.limits import TOKENS_PER_MINUTE, Limits, RateLimiter, Reservation
+from infer_cli.proxy.guards.middleware import GuardConfig
 from tests.guard_harness import parse_metrics, raw_post, sample
 from tests.helpers import wait_until
 from tests.sim_harness import MODEL, PRICES, sim_proxy

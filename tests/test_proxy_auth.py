@@ -25,8 +25,8 @@ from infer_cli.config.keys import (
 )
 from infer_cli.config.schema import ProxySection
 from infer_cli.errors import UsageError
-from infer_cli.proxy.auth import KeyRing, bearer_token
-from infer_cli.proxy.guards import GuardConfig, guard_config
+from infer_cli.proxy.guards.auth import KeyRing, bearer_token
+from infer_cli.proxy.guards.middleware import GuardConfig, guard_config
 from tests.fake_upstream import FakeUpstream
 from tests.guard_harness import CHAT, assert_error, client, serve
 

@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 
 from infer_cli.config.schema import Profile
-from infer_cli.proxy.generations import GenerationRecord, GenerationStore
-from infer_cli.proxy.listing import ProviderInfo, price_text, provider_info
-from infer_cli.proxy.pricing import Prices
+from infer_cli.proxy.openrouter.generations import GenerationRecord, GenerationStore
+from infer_cli.proxy.openrouter.listing import ProviderInfo, price_text, provider_info
+from infer_cli.proxy.openrouter.pricing import Prices
 from infer_cli.proxy.state import EngineStatus
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import free_port
@@ -531,7 +531,7 @@ async def test_context_length_errors_are_typed(fake: FakeUpstream, proxy: Runnin
     async with proxy.http() as http:
         proxy_error = await http.post("/v1/chat/completions", json=CHAT)
     assert_error(proxy_error, 400, "invalid_request")
-    from infer_cli.proxy.exchange import Exchange
+    from infer_cli.proxy.openrouter.exchange import Exchange
 
     exchange = Exchange(
         model=MODEL,

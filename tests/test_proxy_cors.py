@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from infer_cli.errors import UsageError
-from infer_cli.proxy.cors import normalize_origins
-from infer_cli.proxy.guards import GuardConfig
+from infer_cli.proxy.guards.cors import normalize_origins
+from infer_cli.proxy.guards.middleware import GuardConfig
 from tests.fake_upstream import FakeUpstream
 from tests.guard_harness import CHAT, assert_error, client, serve
 

@@ -20,13 +20,13 @@ import pytest
 
 from infer_cli.config.schema import Profile, ProxySection
 from infer_cli.proxy.app import ProxyConfig, create_app
-from infer_cli.proxy.bounds import BodyBounds, check_shape
-from infer_cli.proxy.connection_guard import ConnectionLimits
 from infer_cli.proxy.errors import ProxyError
-from infer_cli.proxy.guards import GuardConfig
-from infer_cli.proxy.server import ProxyServer, bind
+from infer_cli.proxy.guards.bounds import BodyBounds, check_shape
+from infer_cli.proxy.guards.middleware import GuardConfig
 from infer_cli.proxy.state import UpstreamState
 from infer_cli.serve.app import connection_limits
+from infer_cli.wire.guarded_http import ConnectionLimits
+from infer_cli.wire.server import AppServer, bind
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import wait_until
 
@@ -45,7 +45,7 @@ async def proxy(
     """A proxy in front of ``fake``; yields its host and port."""
     state = UpstreamState(url=fake.url, api_key=KEY, model="fake/model", status="ready")
     app = create_app(ProxyConfig(**config), state, guards=guards)
-    server = ProxyServer(app, bind("127.0.0.1", 0), limits=limits)
+    server = AppServer(app, bind("127.0.0.1", 0), limits=limits)
     await server.start()
     host, port = server.url.removeprefix("http://").rsplit(":", 1)
     try:

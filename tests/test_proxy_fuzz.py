@@ -39,11 +39,11 @@ from schemathesis.specs.openapi.checks import (
 
 from infer_cli.config import loader
 from infer_cli.proxy.app import ProxyConfig, create_app
-from infer_cli.proxy.guards import GuardConfig
-from infer_cli.proxy.listing import provider_info
-from infer_cli.proxy.server import ProxyServer, bind
+from infer_cli.proxy.guards.middleware import GuardConfig
+from infer_cli.proxy.openrouter.listing import provider_info
 from infer_cli.proxy.state import UpstreamState
 from infer_cli.sim import server as sim_server
+from infer_cli.wire.server import AppServer, bind
 
 KEY = "fuzz-client-key"
 ENGINE_KEY = "fuzz-engine-key"
@@ -105,7 +105,7 @@ class Served:
                 provider=info,
                 guards=GuardConfig(api_keys=keys, engine_metrics=False),
             )
-            server = ProxyServer(app, bind("127.0.0.1", 0))
+            server = AppServer(app, bind("127.0.0.1", 0))
             await server.start()
             self.stack.push_async_callback(server.stop)
             self.urls[name] = server.url

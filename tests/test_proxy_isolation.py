@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from infer_cli.config.keys import add_key, remove_key
-from infer_cli.proxy.guards import GuardConfig
-from infer_cli.proxy.upstream import response_headers
+from infer_cli.proxy.guards.middleware import GuardConfig
+from infer_cli.proxy.upstream.client import response_headers
 from tests.fake_upstream import FakeUpstream
 from tests.guard_harness import CHAT, assert_error, client, serve
 from tests.sim_harness import MODEL, sim_proxy

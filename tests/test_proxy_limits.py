@@ -12,9 +12,7 @@ import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from infer_cli.proxy.generations import GenerationRecord
-from infer_cli.proxy.guards import GuardConfig
-from infer_cli.proxy.limits import (
+from infer_cli.proxy.guards.limits import (
     GLOBAL_CONCURRENCY,
     KEY_CONCURRENCY,
     REQUESTS_PER_MINUTE,
@@ -24,6 +22,8 @@ from infer_cli.proxy.limits import (
     RateLimiter,
     SlidingWindow,
 )
+from infer_cli.proxy.guards.middleware import GuardConfig
+from infer_cli.proxy.openrouter.generations import GenerationRecord
 from tests.fake_upstream import FakeUpstream
 from tests.guard_harness import (
     CHAT,

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from infer_cli.proxy.exposition import Counter, Gauge, Histogram, Registry, format_value
-from infer_cli.proxy.generations import GenerationRecord
-from infer_cli.proxy.guards import GuardConfig
+from infer_cli.proxy.guards.middleware import GuardConfig
 from infer_cli.proxy.metrics import MAX_MODELS, OTHER, ProxyMetrics, route_label
+from infer_cli.proxy.openrouter.generations import GenerationRecord
 from tests.fake_upstream import FakeUpstream
 from tests.guard_harness import (
     CHAT,

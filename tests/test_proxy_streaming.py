@@ -18,8 +18,8 @@ import pytest
 import pytest_asyncio
 
 from infer_cli.proxy import sse
-from infer_cli.proxy.exchange import Exchange
-from infer_cli.proxy.upstream import UpstreamStreamError
+from infer_cli.proxy.openrouter.exchange import Exchange
+from infer_cli.proxy.upstream.client import UpstreamStreamError
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_harness import (
     CHAT,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from infer_cli.proxy.transport import UpstreamTransport
+from infer_cli.proxy.upstream.transport import UpstreamTransport
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 

@@ -10,7 +10,7 @@ import httpx
 
 from infer_cli.proxy import sse
 from infer_cli.proxy.errors import ProxyError, error_body
-from infer_cli.proxy.upstream import request_headers, response_headers
+from infer_cli.proxy.upstream.client import request_headers, response_headers
 
 
 async def slow_source(

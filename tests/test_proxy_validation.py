@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from infer_cli.proxy.guards import GuardConfig
+from infer_cli.proxy.guards.middleware import GuardConfig
 from tests.fake_upstream import FakeUpstream
 from tests.guard_harness import assert_error, client, serve
 from tests.sim_harness import MODEL, sim_proxy

@@ -5,8 +5,8 @@ environment are plaintext, as the operator wrote them, and are hashed on reading
 without salt is enough here: keys are 256-bit random tokens, not passwords, so there is nothing to
 guess. Nothing here ever shows a key's hash in an error, nor a line that might be a pasted key.
 
-The store sits below both its users (``cli/keys.py`` and ``proxy/auth.py``, which watches the file
-and checks requests) and imports no web framework, so the ``infer keys`` commands stay fast.
+The store sits below both its users (``cli/keys.py`` and ``proxy/guards/auth.py``, which watches the
+file and checks requests) and imports no web framework, so the ``infer keys`` commands stay fast.
 """
 
 from __future__ import annotations

@@ -14,14 +14,14 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from infer_cli.proxy.context import GenerationObserver, ProxyConfig, ProxyContext
-from infer_cli.proxy.generations import GenerationStore
-from infer_cli.proxy.listing import ProviderInfo, provider_info
+from infer_cli.proxy.openrouter.generations import GenerationStore
+from infer_cli.proxy.openrouter.listing import ProviderInfo, provider_info
 from infer_cli.proxy.state import UpstreamState
 
 if TYPE_CHECKING:
     import fastapi
 
-    from infer_cli.proxy.guards import GuardConfig
+    from infer_cli.proxy.guards.middleware import GuardConfig
 
 __all__ = ["ProviderInfo", "ProxyConfig", "create_app", "provider_info"]
 
@@ -45,19 +45,19 @@ def create_app(
     from fastapi import FastAPI
 
     from infer_cli import __version__
-    from infer_cli.proxy import upstream
-    from infer_cli.proxy.completions import (
+    from infer_cli.proxy.guards.middleware import GuardConfig, install_guards
+    from infer_cli.proxy.routes.completions import (
         CompletionsFastPath,
         completion_handlers,
         completions_router,
     )
-    from infer_cli.proxy.forward import forward_router
-    from infer_cli.proxy.guards import GuardConfig, install_guards
-    from infer_cli.proxy.handlers import install_error_handlers
-    from infer_cli.proxy.health import health_router
-    from infer_cli.proxy.models import models_router
-    from infer_cli.proxy.openapi import install as install_openapi
-    from infer_cli.proxy.stats import stats_router
+    from infer_cli.proxy.routes.forward import forward_router
+    from infer_cli.proxy.routes.handlers import install_error_handlers
+    from infer_cli.proxy.routes.health import health_router
+    from infer_cli.proxy.routes.models import models_router
+    from infer_cli.proxy.routes.openapi import install as install_openapi
+    from infer_cli.proxy.routes.stats import stats_router
+    from infer_cli.proxy.upstream import client as upstream
 
     store = GenerationStore(config.generations_kept)
     context = ProxyContext(

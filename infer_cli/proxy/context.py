@@ -6,16 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from infer_cli.proxy.bounds import BodyBounds
 from infer_cli.proxy.errors import ProxyError
-from infer_cli.proxy.generations import GenerationRecord, GenerationStore
-from infer_cli.proxy.listing import ProviderInfo
+from infer_cli.proxy.guards.bounds import BodyBounds
+from infer_cli.proxy.openrouter.generations import GenerationRecord, GenerationStore
+from infer_cli.proxy.openrouter.listing import ProviderInfo
 from infer_cli.proxy.state import UpstreamState
 
 if TYPE_CHECKING:
     import httpx
 
-    from infer_cli.proxy.limits import RateLimiter
+    from infer_cli.proxy.guards.limits import RateLimiter
 
 GenerationObserver = Callable[[GenerationRecord], None]
 

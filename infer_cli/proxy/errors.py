@@ -1,9 +1,7 @@
-"""The proxy's one error shape, for every status it answers with.
+"""The proxy's errors: :class:`ProxyError`, raised before a response starts, and its response.
 
-``{"error": {"message", "type", "code", "metadata": {"error_type", ...}}}`` satisfies both
-OpenRouter (``code`` is the integer HTTP status, ``metadata.error_type`` its typed value) and the
-OpenAI-style clients of the earlier prototype (``message``, ``type``, ``code``). This module stays
-free of web-framework imports except inside :func:`error_response`.
+The JSON shape is :mod:`infer_cli.wire.error_document`'s, re-exported here. This module stays free
+of web-framework imports except inside :func:`error_response`.
 """
 
 from __future__ import annotations
@@ -11,73 +9,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from infer_cli.wire.error_document import (
+    AUTHENTICATION,
+    INTERNAL,
+    INVALID_REQUEST,
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    PROVIDER_OVERLOADED,
+    PROVIDER_UNAVAILABLE,
+    RATE_LIMIT_EXCEEDED,
+    TIMEOUT,
+    default_error_type,
+    error_body,
+)
+
 if TYPE_CHECKING:
     from starlette.responses import JSONResponse
 
+__all__ = [
+    "AUTHENTICATION",
+    "INTERNAL",
+    "INVALID_REQUEST",
+    "NOT_FOUND",
+    "PAYLOAD_TOO_LARGE",
+    "PROVIDER_OVERLOADED",
+    "PROVIDER_UNAVAILABLE",
+    "RATE_LIMIT_EXCEEDED",
+    "RETRY_AFTER_SECONDS",
+    "TIMEOUT",
+    "ProxyError",
+    "default_error_type",
+    "error_body",
+    "error_response",
+]
+
 RETRY_AFTER_SECONDS = 10
 """What ``Retry-After`` says on a 503 while the engine is not ready."""
-
-# OpenRouter's typed ``metadata.error_type`` values that the proxy uses.
-INVALID_REQUEST = "invalid_request"
-AUTHENTICATION = "authentication"
-NOT_FOUND = "not_found"
-PAYLOAD_TOO_LARGE = "payload_too_large"
-RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
-PROVIDER_UNAVAILABLE = "provider_unavailable"
-PROVIDER_OVERLOADED = "provider_overloaded"
-TIMEOUT = "timeout"
-INTERNAL = "internal"
-
-_DEFAULT_ERROR_TYPE = {
-    400: INVALID_REQUEST,
-    401: AUTHENTICATION,
-    404: NOT_FOUND,
-    405: INVALID_REQUEST,
-    408: TIMEOUT,
-    413: PAYLOAD_TOO_LARGE,
-    422: INVALID_REQUEST,
-    429: RATE_LIMIT_EXCEEDED,
-    502: PROVIDER_UNAVAILABLE,
-    503: PROVIDER_UNAVAILABLE,
-    504: TIMEOUT,
-}
-
-# The OpenAI-style ``type`` that OpenAI SDK clients read.
-_OPENAI_TYPE = {
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    429: "rate_limit_error",
-    504: "timeout_error",
-}
-
-
-def error_body(
-    status: int,
-    message: str,
-    *,
-    error_type: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The JSON body of an error answered with HTTP ``status``."""
-    meta: dict[str, Any] = {"error_type": error_type or default_error_type(status)}
-    if metadata:
-        meta.update(metadata)
-    return {
-        "error": {
-            "message": message,
-            "type": _OPENAI_TYPE.get(
-                status, "server_error" if status >= 500 else "invalid_request_error"
-            ),
-            "code": status,
-            "metadata": meta,
-        }
-    }
-
-
-def default_error_type(status: int) -> str:
-    return _DEFAULT_ERROR_TYPE.get(status, INTERNAL if status >= 500 else INVALID_REQUEST)
 
 
 class ProxyError(Exception):

@@ -18,7 +18,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from infer_cli.proxy import limits
 from infer_cli.proxy.exposition import (
     CONTENT_TYPE,
     Counter,
@@ -27,13 +26,14 @@ from infer_cli.proxy.exposition import (
     Histogram,
     Registry,
 )
+from infer_cli.proxy.guards import limits
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from infer_cli.proxy.context import ProxyContext
-    from infer_cli.proxy.generations import GenerationRecord
+    from infer_cli.proxy.openrouter.generations import GenerationRecord
 
 log = logging.getLogger("infer.proxy")
 

@@ -8,9 +8,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from infer_cli.config.schema import Profile
-    from infer_cli.proxy.connection_guard import ConnectionLimits
-    from infer_cli.proxy.generations import GenerationRecord
+    from infer_cli.proxy.openrouter.generations import GenerationRecord
     from infer_cli.proxy.state import UpstreamState
+    from infer_cli.wire.guarded_http import ConnectionLimits
 
 
 def proxy_app(
@@ -24,9 +24,9 @@ def proxy_app(
     ``observers`` see every finished generation (``infer serve -v`` prints one line each)."""
     from infer_cli.config.schema import parse_size
     from infer_cli.proxy.app import ProxyConfig, create_app
-    from infer_cli.proxy.bounds import BodyBounds
-    from infer_cli.proxy.guards import guard_config
-    from infer_cli.proxy.listing import provider_info
+    from infer_cli.proxy.guards.bounds import BodyBounds
+    from infer_cli.proxy.guards.middleware import guard_config
+    from infer_cli.proxy.openrouter.listing import provider_info
 
     settings = profile.proxy
     config = ProxyConfig(
@@ -53,7 +53,7 @@ def proxy_app(
 def connection_limits(profile: Profile) -> ConnectionLimits:
     """What one client connection may cost the proxy, from the profile's ``[proxy]`` table."""
     from infer_cli.config.schema import parse_size
-    from infer_cli.proxy.connection_guard import ConnectionLimits
+    from infer_cli.wire.guarded_http import ConnectionLimits
 
     settings = profile.proxy
     return ConnectionLimits(

@@ -77,14 +77,14 @@ async def run_front(
     """Serve the proxy in front of ``upstream`` until Ctrl-C / SIGTERM."""
     import httpx
 
-    from infer_cli.proxy.server import ProxyServer, bind
     from infer_cli.proxy.state import UpstreamState
+    from infer_cli.wire.server import AppServer, bind
 
     base = upstream_base(upstream)
     sock = bind(host, port)
     state = UpstreamState(url=base, api_key=api_key, model=profile.model.name)
     state.detail = "checking the upstream"
-    server = ProxyServer(
+    server = AppServer(
         proxy_app(profile, state, profile_name, [reporter.generation]),
         sock,
         limits=connection_limits(profile),

@@ -23,7 +23,7 @@ from infer_cli.serve.plan import ServePlan
 if TYPE_CHECKING:
     from infer_cli.engine.stack import EngineStack
     from infer_cli.engine.supervisor import Failure
-    from infer_cli.proxy.generations import GenerationRecord
+    from infer_cli.proxy.openrouter.generations import GenerationRecord
     from infer_cli.proxy.state import UpstreamState
 
 
@@ -54,13 +54,13 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     """
     from infer_cli.engine.stack import EngineStack
     from infer_cli.engine.supervisor import Supervisor
-    from infer_cli.proxy.server import ProxyServer, bind
     from infer_cli.proxy.state import UpstreamState
+    from infer_cli.wire.server import AppServer, bind
 
     started = time.monotonic()
     sock = bind(plan.host, plan.port)
     state = UpstreamState(url=None, api_key=plan.api_key, model=plan.model)
-    server = ProxyServer(
+    server = AppServer(
         proxy_app(plan.profile, state, plan.profile_name, [reporter.generation]),
         sock,
         limits=connection_limits(plan.profile),

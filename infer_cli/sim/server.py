@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from infer_cli.config.sim import SimSettings
 from infer_cli.errors import InferError
-from infer_cli.proxy.server import ProxyServer, bind
 from infer_cli.sim.app import create_app
+from infer_cli.wire.server import AppServer, bind
 
 log = logging.getLogger("infer.sim")
 
@@ -42,7 +42,7 @@ async def running(
     ``port`` 0 picks a free port. ``url`` is ``http://HOST:PORT`` (no ``/v1``).
     """
     app = create_app(settings, api_key=api_key)
-    server = ProxyServer(app, bind(host, port), shutdown_timeout=SHUTDOWN_TIMEOUT)
+    server = AppServer(app, bind(host, port), shutdown_timeout=SHUTDOWN_TIMEOUT)
     await server.start()
     try:
         yield server.url

@@ -11,7 +11,7 @@ from infer_cli.ui.console import escape, is_verbose, stderr, stdout
 
 if TYPE_CHECKING:
     from infer_cli.engine.process import StartProgress
-    from infer_cli.proxy.generations import GenerationRecord
+    from infer_cli.proxy.openrouter.generations import GenerationRecord
     from infer_cli.serve.plan import ServePlan
 
 

@@ -32,7 +32,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from infer_cli.errors import UsageError
-from infer_cli.proxy.errors import error_body
+from infer_cli.wire.error_document import error_body
 
 log = logging.getLogger("infer.proxy")
 

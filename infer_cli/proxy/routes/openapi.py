@@ -1,11 +1,12 @@
 """The proxy's OpenAPI document (``/openapi.json``): what each route really takes and answers.
 
 Routes declare their answers with the helpers here: every error in the proxy's one shape
-(:class:`~infer_cli.proxy.schemas.ErrorResponse`) under each status the route can answer, a
-completion's 200 as JSON or, with ``stream: true``, as ``text/event-stream``, and request bodies
+(:class:`~infer_cli.proxy.openrouter.schemas.ErrorResponse`) under each status the route can answer,
+a completion's 200 as JSON or, with ``stream: true``, as ``text/event-stream``, and request bodies
 with what the served model accepts (its names, its maximum output). FastAPI documents a bad
 parameter as 422 with its own body; the proxy answers it with 400 in its error shape
-(:mod:`infer_cli.proxy.handlers`), so :func:`install` takes FastAPI's 422 out of the document.
+(:mod:`infer_cli.proxy.routes.handlers`), so :func:`install` takes FastAPI's 422 out of the
+document.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from infer_cli.proxy.schemas import ErrorResponse, message_json_schema
+from infer_cli.proxy.openrouter.schemas import ErrorResponse, message_json_schema
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from pydantic import BaseModel
 
-    from infer_cli.proxy.listing import ProviderInfo
+    from infer_cli.proxy.openrouter.listing import ProviderInfo
 
 ERRORS: dict[int, str] = {
     400: "Invalid request: JSON, fields, ranges or max_tokens (`metadata.errors` lists them)",

@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from infer_cli.proxy import sse
 from infer_cli.proxy.errors import ProxyError, error_response
-from infer_cli.proxy.upstream import (
+from infer_cli.proxy.upstream.client import (
     UpstreamRequest,
     UpstreamStreamError,
     error_message,
@@ -32,7 +32,7 @@ from infer_cli.proxy.upstream import (
 )
 
 if TYPE_CHECKING:
-    from infer_cli.proxy.exchange import Exchange
+    from infer_cli.proxy.openrouter.exchange import Exchange
 
 log = logging.getLogger("infer.proxy")
 
@@ -243,7 +243,7 @@ class RelayResponse(Response):
     async def _late_completion(
         self, pending: asyncio.Future[httpx.Response], exchange: Exchange
     ) -> sse.ByteStream:
-        from infer_cli.proxy.exchange import client_status
+        from infer_cli.proxy.openrouter.exchange import client_status
 
         try:
             response = await asyncio.shield(pending)
@@ -320,7 +320,7 @@ def _with_sse_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, b
 
 async def engine_error(response: httpx.Response) -> ProxyError:
     """The engine's error answer on a relayed route, as the proxy's error."""
-    from infer_cli.proxy.exchange import client_status
+    from infer_cli.proxy.openrouter.exchange import client_status
 
     status = response.status_code
     return ProxyError(

@@ -23,7 +23,7 @@ from infer_cli.proxy import errors
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from infer_cli.proxy.generations import GenerationRecord
+    from infer_cli.proxy.openrouter.generations import GenerationRecord
 
 WINDOW_SECONDS = 60.0
 ANONYMOUS = ""

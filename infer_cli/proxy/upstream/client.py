@@ -13,7 +13,7 @@ import httpx
 
 from infer_cli.proxy import errors
 from infer_cli.proxy.errors import ProxyError
-from infer_cli.proxy.transport import ResponseBody, UpstreamTransport
+from infer_cli.proxy.upstream.transport import ResponseBody, UpstreamTransport
 
 if TYPE_CHECKING:
     from infer_cli.proxy.context import ProxyConfig
@@ -128,8 +128,8 @@ def create_client(config: ProxyConfig) -> httpx.AsyncClient:
     HTTP proxy.
 
     Plain ``http://`` engines (the usual case: vLLM on loopback) go through the proxy's own pool
-    (:mod:`infer_cli.proxy.transport`), built for many concurrent streams; ``https://`` upstreams
-    through httpx's.
+    (:mod:`infer_cli.proxy.upstream.transport`), built for many concurrent streams; ``https://``
+    upstreams through httpx's.
     """
     max_idle = min(config.max_connections, 256)
     engine = UpstreamTransport(

@@ -8,8 +8,8 @@ proxy needs and nothing else:
 
 - idle connections on a stack per origin, the most recently used taken first and checked when
   taken: a connection the engine closed is known closed at once (the protocol sees the EOF);
-- each connection is an asyncio protocol (:mod:`infer_cli.proxy.connection`) that parses the
-  response as its bytes arrive and hands body bytes to the reader as they come, with no copy per
+- each connection is an asyncio protocol (:mod:`infer_cli.proxy.upstream.connection`) that parses
+  the response as its bytes arrive and hands body bytes to the reader as they come, with no copy per
   layer;
 - httpx's timeouts (connect, read, write, pool) and limits (connections; idle ones kept), and its
   exceptions, so that the code above cannot tell it from httpcore.
@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from infer_cli.proxy.connection import Origin, UpstreamConnection, request_head
+from infer_cli.proxy.upstream.connection import Origin, UpstreamConnection, request_head
 
 
 def _expire(waiter: asyncio.Future[bool]) -> None:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from infer_cli.config.schema import DEFAULT_SAMPLING_PARAMETERS
-from infer_cli.proxy.pricing import Prices
+from infer_cli.proxy.openrouter.pricing import Prices
 
 if TYPE_CHECKING:
     from infer_cli.config.schema import Profile

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from infer_cli.proxy.pricing import Cost, Prices
+from infer_cli.proxy.openrouter.pricing import Cost, Prices
 
 _FINISH_REASONS = {
     "stop": "stop",

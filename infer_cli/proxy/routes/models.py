@@ -13,10 +13,10 @@ import httpx
 from fastapi import APIRouter, Query
 from starlette.responses import JSONResponse
 
-from infer_cli.proxy import listing
 from infer_cli.proxy.context import ProxyContext
-from infer_cli.proxy.openapi import KEYED, errors
-from infer_cli.proxy.schemas import OpenAIModelList, ProviderListing
+from infer_cli.proxy.openrouter import listing
+from infer_cli.proxy.openrouter.schemas import OpenAIModelList, ProviderListing
+from infer_cli.proxy.routes.openapi import KEYED, errors
 
 log = logging.getLogger("infer.proxy")
 

@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse
 from infer_cli import __version__
 from infer_cli.proxy.context import ProxyContext
 from infer_cli.proxy.errors import RETRY_AFTER_SECONDS
-from infer_cli.proxy.openapi import errors
-from infer_cli.proxy.schemas import Health
+from infer_cli.proxy.openrouter.schemas import Health
+from infer_cli.proxy.routes.openapi import errors
 from infer_cli.proxy.state import UpstreamState, scrub
 
 

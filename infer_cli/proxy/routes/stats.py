@@ -16,10 +16,10 @@ from starlette.responses import JSONResponse
 
 from infer_cli.proxy.context import ProxyContext
 from infer_cli.proxy.errors import ProxyError
-from infer_cli.proxy.generations import GenerationRecord
-from infer_cli.proxy.openapi import KEYED, errors
-from infer_cli.proxy.pricing import number
-from infer_cli.proxy.schemas import GenerationStatsResponse
+from infer_cli.proxy.openrouter.generations import GenerationRecord
+from infer_cli.proxy.openrouter.pricing import number
+from infer_cli.proxy.openrouter.schemas import GenerationStatsResponse
+from infer_cli.proxy.routes.openapi import KEYED, errors
 
 PROVIDER_NAME = "infer"
 

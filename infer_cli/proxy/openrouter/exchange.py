@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from infer_cli.proxy import errors, sse
 from infer_cli.proxy.errors import ProxyError
-from infer_cli.proxy.generations import GenerationRecord
-from infer_cli.proxy.pricing import Prices
-from infer_cli.proxy.rewrite import Tokens, complete_usage, normalize_choices, usage_from
-from infer_cli.proxy.upstream import UpstreamStreamError
+from infer_cli.proxy.openrouter.generations import GenerationRecord
+from infer_cli.proxy.openrouter.pricing import Prices
+from infer_cli.proxy.openrouter.rewrite import Tokens, complete_usage, normalize_choices, usage_from
+from infer_cli.proxy.upstream.client import UpstreamStreamError
 
 if TYPE_CHECKING:
-    from infer_cli.proxy.limits import Reservation
+    from infer_cli.proxy.guards.limits import Reservation
 
 log = logging.getLogger("infer.proxy")
 

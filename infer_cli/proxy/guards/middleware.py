@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from infer_cli.config.schema import ProxySection
-    from infer_cli.proxy.auth import KeyRing
     from infer_cli.proxy.context import ProxyContext
-    from infer_cli.proxy.limits import Limits, RateLimiter
+    from infer_cli.proxy.guards.auth import KeyRing
+    from infer_cli.proxy.guards.limits import Limits, RateLimiter
     from infer_cli.proxy.metrics import ProxyMetrics
 
 log = logging.getLogger("infer.proxy")
@@ -75,7 +75,7 @@ class GuardConfig:
             raise UsageError("proxy.engine_metrics_timeout must be positive")
 
     def limits(self) -> Limits:
-        from infer_cli.proxy.limits import Limits
+        from infer_cli.proxy.guards.limits import Limits
 
         return Limits(
             requests_per_minute=self.rate_limit_rpm,
@@ -138,9 +138,9 @@ class Guards:
 def install_guards(app: FastAPI, context: ProxyContext, guards: GuardConfig) -> Guards:
     """Add the guards' middleware, the ``/metrics`` route and the generation observers."""
     from infer_cli.config.keys import plain_key
-    from infer_cli.proxy.auth import AuthMiddleware, KeyRing
-    from infer_cli.proxy.cors import install_cors
-    from infer_cli.proxy.limits import LimitsMiddleware, RateLimiter
+    from infer_cli.proxy.guards.auth import AuthMiddleware, KeyRing
+    from infer_cli.proxy.guards.cors import install_cors
+    from infer_cli.proxy.guards.limits import LimitsMiddleware, RateLimiter
     from infer_cli.proxy.metrics import MetricsMiddleware, ProxyMetrics, metrics_router
 
     keys = KeyRing(

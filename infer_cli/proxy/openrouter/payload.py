@@ -15,12 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from infer_cli.proxy.accounting import PromptSize, prompt_size
-from infer_cli.proxy.bounds import BodyBounds, check_messages, check_shape
 from infer_cli.proxy.errors import ProxyError
-from infer_cli.proxy.listing import ProviderInfo
-from infer_cli.proxy.reasoning import engine_fields
-from infer_cli.proxy.schemas import ChatCompletionRequest, CompletionRequest
+from infer_cli.proxy.guards.accounting import PromptSize, prompt_size
+from infer_cli.proxy.guards.bounds import BodyBounds, check_messages, check_shape
+from infer_cli.proxy.openrouter.listing import ProviderInfo
+from infer_cli.proxy.openrouter.schemas import ChatCompletionRequest, CompletionRequest
 
 OPENROUTER_ONLY = frozenset(
     {
@@ -81,7 +80,8 @@ def prepare(
     bounds: BodyBounds = DEFAULT_BOUNDS,
 ) -> Prepared:
     """Validate a completion request and build the engine's copy, or raise a :class:`ProxyError`
-    (400 invalid, 404 unknown model, 413 too many JSON values: see :mod:`~infer_cli.proxy.bounds`).
+    (400 invalid, 404 unknown model, 413 too many JSON values: see
+    :mod:`~infer_cli.proxy.guards.bounds`).
     """
     payload = _parse(raw, bounds)
     _validate(endpoint, payload)
@@ -210,3 +210,45 @@ def _to_engine(payload: dict[str, Any], info: ProviderInfo, stream: bool) -> boo
         del payload["stream_options"]  # vLLM rejects stream options without a stream
         changed = True
     return changed
+
+
+# OpenRouter's ``reasoning`` request object, in the terms vLLM understands.
+#
+# OpenRouter clients ask for reasoning with ``{"effort", "max_tokens", "exclude", "enabled"}``; vLLM
+# (with a ``--reasoning-parser``) reads ``reasoning_effort`` (which also switches thinking on or off
+# in chat templates that have ``enable_thinking``), ``thinking_token_budget`` and
+# ``include_reasoning``. Fields the client set in vLLM's own terms win. An engine without a
+# reasoning parser ignores the effort and ``include_reasoning`` but refuses a budget, so a budget is
+# only sent when the profile names a parser (OpenRouter, too, ignores reasoning settings for models
+# without reasoning).
+
+EFFORTS = ("xhigh", "high", "medium", "low", "minimal", "none")
+
+
+def engine_fields(reasoning: Any, *, allow_budget: bool) -> dict[str, Any]:
+    """vLLM's fields for an OpenRouter ``reasoning`` object (with ``allow_budget``: the thinking
+    budget too); 400 for one that makes no sense."""
+    if reasoning is None:
+        return {}
+    if not isinstance(reasoning, dict):
+        raise ProxyError(400, 'reasoning must be an object like {"effort": "high"}')
+    fields: dict[str, Any] = {}
+    effort = reasoning.get("effort")
+    if effort is not None:
+        if effort not in EFFORTS:
+            raise ProxyError(400, f"reasoning.effort must be one of {', '.join(EFFORTS)}")
+        fields["reasoning_effort"] = effort
+    budget = reasoning.get("max_tokens")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+            raise ProxyError(400, "reasoning.max_tokens must be a whole number of at least 0")
+        if allow_budget:
+            fields["thinking_token_budget"] = budget
+    for name in ("exclude", "enabled"):
+        if reasoning.get(name) is not None and not isinstance(reasoning[name], bool):
+            raise ProxyError(400, f"reasoning.{name} must be true or false")
+    if reasoning.get("enabled") is False and effort is None:
+        fields["reasoning_effort"] = "none"
+    if reasoning.get("exclude") is True:
+        fields["include_reasoning"] = False
+    return fields

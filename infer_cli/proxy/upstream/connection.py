@@ -5,7 +5,7 @@ headers, then a body framed by ``Content-Length``, chunked encoding or the conne
 hands body bytes to the reader as they come, with no copy per layer. A connection the engine
 closed is known closed at once (the protocol sees the EOF). Failures and timeouts are httpx's
 exceptions, as httpcore raises them. The pool that lends these connections out is
-:mod:`infer_cli.proxy.transport`.
+:mod:`infer_cli.proxy.upstream.transport`.
 """
 
 from __future__ import annotations

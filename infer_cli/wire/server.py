@@ -1,10 +1,11 @@
-"""Serving the proxy app with uvicorn on a socket bound up front, inside the caller's event loop.
+"""Serving an ASGI app (the proxy, the simulator) with uvicorn on a socket bound up front, in the
+caller's event loop.
 
 ``bind()`` claims the public port at once, so a port in use is reported before a long engine start.
-``ProxyServer`` drives uvicorn's public ``Server.startup`` / ``main_loop`` / ``shutdown`` and never
+``AppServer`` drives uvicorn's public ``Server.startup`` / ``main_loop`` / ``shutdown`` and never
 installs signal handlers: the serve composer owns SIGINT and SIGTERM. uvicorn speaks HTTP/1.1 with
 httptools (a dependency: its parser and its writes take less CPU than h11's for every streamed
-chunk), through :class:`~infer_cli.proxy.connection_guard.GuardedHttpProtocol`, which bounds what
+chunk), through :class:`~infer_cli.wire.guarded_http.GuardedHttpProtocol`, which bounds what
 one connection may cost (head size, read timeouts, open connections: :class:`ConnectionLimits`).
 """
 
@@ -18,7 +19,7 @@ import socket
 from typing import Any
 
 from infer_cli.errors import InferError, PortInUseError
-from infer_cli.proxy.connection_guard import ConnectionLimits
+from infer_cli.wire.guarded_http import ConnectionLimits
 
 BACKLOG = 2048
 
@@ -63,7 +64,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class ProxyServer:
+class AppServer:
     """uvicorn serving ``app`` on ``sock`` as a task of the running event loop."""
 
     def __init__(
@@ -77,7 +78,7 @@ class ProxyServer:
     ) -> None:
         import uvicorn
 
-        from infer_cli.proxy.connection_guard import GuardedHttpProtocol
+        from infer_cli.wire.guarded_http import GuardedHttpProtocol
 
         protocol = functools.partial(GuardedHttpProtocol, limits=limits or ConnectionLimits())
         self._sock = sock
@@ -105,7 +106,7 @@ class ProxyServer:
     async def start(self) -> None:
         """Run the app's startup, accept connections, and return; serving goes on in a task."""
         if self._task is not None or self._closed:
-            raise RuntimeError("a ProxyServer starts once")
+            raise RuntimeError("an AppServer starts once")
         server = self._server
         if not self._config.loaded:
             self._config.load()

@@ -11,7 +11,7 @@ the completions' checks: body size, a JSON object, the model, the messages' role
 their tokens (the estimate of the text, the ids given) count against the key's tokens per minute.
 
 The handler checks what can be checked before the engine is involved, then returns a
-:class:`~infer_cli.proxy.relay.RelayResponse` that performs the exchange while it is sent.
+:class:`~infer_cli.proxy.upstream.relay.RelayResponse` that performs the exchange while it is sent.
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ from fastapi import APIRouter
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from infer_cli.proxy import errors, openapi
-from infer_cli.proxy.accounting import prompt_size
-from infer_cli.proxy.bounds import check_messages, check_shape
+from infer_cli.proxy import errors
 from infer_cli.proxy.context import ProxyContext
 from infer_cli.proxy.errors import ProxyError
-from infer_cli.proxy.limits import reserve_tokens
-from infer_cli.proxy.relay import RelayResponse
+from infer_cli.proxy.guards.accounting import prompt_size
+from infer_cli.proxy.guards.bounds import check_messages, check_shape
+from infer_cli.proxy.guards.limits import reserve_tokens
+from infer_cli.proxy.routes import openapi
 from infer_cli.proxy.state import UpstreamState
-from infer_cli.proxy.upstream import UpstreamRequest, request_headers
+from infer_cli.proxy.upstream.client import UpstreamRequest, request_headers
+from infer_cli.proxy.upstream.relay import RelayResponse
 
 PREFIXES = ("/v1", "/api/v1")
 ROOT_PATHS = ("tokenize", "detokenize")
@@ -41,7 +42,7 @@ its prefixes."""
 
 
 def forward_router(context: ProxyContext) -> APIRouter:
-    from infer_cli.proxy.schemas import (
+    from infer_cli.proxy.openrouter.schemas import (
         DetokenizeAnswer,
         DetokenizeRequest,
         TokenizeAnswer,
@@ -160,7 +161,7 @@ def engine_route(context: ProxyContext, name: str) -> Callable[[Request], Awaita
 
 def _check_tokenize(payload: dict[str, Any]) -> int:
     """A ``/tokenize`` request's estimated tokens, or 400: ``prompt`` (a string) or ``messages``."""
-    from infer_cli.proxy.schemas import check_messages
+    from infer_cli.proxy.openrouter.schemas import check_messages
 
     if not isinstance(payload.get("prompt"), str | None):
         raise ProxyError(400, "'prompt' must be a string (or send 'messages' alone)")
@@ -203,7 +204,7 @@ def _key_id(request: Request) -> str | None:
 
 
 def not_ready(state: UpstreamState) -> ProxyError:
-    from infer_cli.proxy.health import retry_after
+    from infer_cli.proxy.routes.health import retry_after
     from infer_cli.proxy.state import scrub
 
     what = {

@@ -3,9 +3,9 @@
 The handler checks what it can before the engine is involved (body size, JSON, fields and ranges,
 the model, readiness), prepares the engine's copy of the request (``max_tokens`` defaulted to the
 profile's maximum output), reserves its estimated tokens against the key's tokens per minute (429
-when the budget is spent), and returns a
-:class:`~infer_cli.proxy.relay.RelayResponse` with an :class:`~infer_cli.proxy.exchange.Exchange`
-that rewrites the answer into OpenRouter's and records the generation.
+when the budget is spent), and returns a :class:`~infer_cli.proxy.upstream.relay.RelayResponse` with
+an :class:`~infer_cli.proxy.openrouter.exchange.Exchange` that rewrites the answer into OpenRouter's
+and records the generation.
 """
 
 from __future__ import annotations
@@ -18,23 +18,30 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from infer_cli.proxy.accounting import completion_allowance, engine_count, tokenize_body
 from infer_cli.proxy.context import ProxyContext
 from infer_cli.proxy.errors import ProxyError
-from infer_cli.proxy.exchange import Exchange
-from infer_cli.proxy.forward import PREFIXES, not_ready, read_body
-from infer_cli.proxy.limits import reserve_tokens
-from infer_cli.proxy.models import context_length_of
-from infer_cli.proxy.openapi import completion_responses, request_body
-from infer_cli.proxy.payload import CHAT, TEXT, Endpoint, Prepared, default_max_tokens, prepare
-from infer_cli.proxy.relay import RelayResponse
-from infer_cli.proxy.schemas import (
+from infer_cli.proxy.guards.accounting import completion_allowance, engine_count, tokenize_body
+from infer_cli.proxy.guards.limits import reserve_tokens
+from infer_cli.proxy.openrouter.exchange import Exchange
+from infer_cli.proxy.openrouter.payload import (
+    CHAT,
+    TEXT,
+    Endpoint,
+    Prepared,
+    default_max_tokens,
+    prepare,
+)
+from infer_cli.proxy.openrouter.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
     CompletionRequest,
     TextCompletion,
 )
-from infer_cli.proxy.upstream import UpstreamRequest, request_headers
+from infer_cli.proxy.routes.forward import PREFIXES, not_ready, read_body
+from infer_cli.proxy.routes.models import context_length_of
+from infer_cli.proxy.routes.openapi import completion_responses, request_body
+from infer_cli.proxy.upstream.client import UpstreamRequest, request_headers
+from infer_cli.proxy.upstream.relay import RelayResponse
 
 Handler = Callable[[Request], Awaitable[Response]]
 

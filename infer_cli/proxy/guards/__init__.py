@@ -1,0 +1,1 @@
+"""What stands between a client and the engine: keys, body bounds, rate limits, tokens, CORS."""
