@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from infer_cli.cli.options import ApiKeyOption, ModelOption, UrlOption, resolve_url
+
+if TYPE_CHECKING:
+    from infer_cli.chat.conversation import Conversation
 
 
 def chat(
@@ -68,12 +72,15 @@ def chat(
       git diff | infer chat --option temperature=0 "review this"
       infer chat -u https://openrouter.ai/api/v1 -m meta-llama/llama-3.1-8b-instruct
     """
+    import asyncio
     import sys
 
     from infer_cli import paths
     from infer_cli.chat.commands import parse_option
+    from infer_cli.chat.session import ChatSession
+    from infer_cli.client.api import Client
     from infer_cli.errors import UsageError
-    from infer_cli.ui.chat_app import ChatRequest, run
+    from infer_cli.ui import chat_app
 
     params = dict(parse_option(option) for option in options or ())
     text = " ".join(question) if question else None
@@ -91,23 +98,26 @@ def chat(
                 "the interactive chat needs a terminal", hint='ask one question: infer chat "..."'
             )
     last = paths.chat_home() / "last.json"
-    request = ChatRequest(
-        url=resolve_url(url),
-        api_key=api_key,
+    conversation = _conversation(last if resume else None, system, params)
+    settings = chat_app.ChatOptions(
         model=model,
-        system=system,
-        params=params,
         question=text,
         stream=not no_stream,
         json_output=json_output,
         raw=raw,
-        hide_reasoning=hide_reasoning,
-        resume=last if resume else None,
         history_file=paths.chat_home() / "history",
         autosave_file=last,
     )
+    address = resolve_url(url)
+
+    async def main() -> int:
+        async with Client(address, api_key) as client:
+            session = ChatSession(client, conversation)
+            session.show_reasoning = not hide_reasoning
+            return await chat_app.run(session, settings)
+
     try:
-        code = run(request)
+        code = asyncio.run(main())
     except BrokenPipeError:
         # the reader went away (infer chat ... | head): end quietly, and point stdout at
         # /dev/null so that Python's own flush at exit does not complain either
@@ -115,6 +125,19 @@ def chat(
         code = 0
     if code:
         raise typer.Exit(code)
+
+
+def _conversation(resume: Path | None, system: str | None, params: dict[str, Any]) -> Conversation:
+    """The conversation to start from: the saved one (``--continue``) or a new one, with the
+    system prompt and sampling parameters the command line gave (an empty ``--system`` drops a
+    saved one)."""
+    from infer_cli.chat import conversation as files
+
+    conversation = files.load(resume) if resume else files.Conversation()
+    if system is not None:
+        conversation.system = system or None
+    conversation.params.update(params)
+    return conversation
 
 
 def _silence_stdout() -> None:

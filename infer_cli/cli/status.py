@@ -43,6 +43,7 @@ def status(
     """  # fmt: skip
     import asyncio
 
+    from infer_cli.client.api import Client
     from infer_cli.errors import EXIT_INTERRUPTED, UsageError
     from infer_cli.ui import status_view
 
@@ -50,13 +51,22 @@ def status(
         raise UsageError(
             f"--interval {interval:g} is too short", hint=f"give {MIN_INTERVAL} seconds or more"
         )
-    endpoint = resolve_url(url)
+    address = resolve_url(url)
+
+    async def watching() -> None:
+        # a reading slower than two intervals shows the endpoint as down; the next one tries again
+        async with Client(address, api_key, timeout=max(5.0, interval * 2)) as client:
+            await status_view.watch(client, interval, json_output=json_output)
+
+    async def once() -> bool:
+        async with Client(address, api_key) as client:
+            return await status_view.show(client, json_output=json_output)
+
     if watch:
         try:
-            asyncio.run(status_view.watch(endpoint, api_key, interval, json_output=json_output))
+            asyncio.run(watching())
         except KeyboardInterrupt:  # Ctrl-C is how a watch ends
             raise typer.Exit(EXIT_INTERRUPTED) from None
         return
-    up = asyncio.run(status_view.show(endpoint, api_key, json_output=json_output))
-    if not up:
+    if not asyncio.run(once()):
         raise typer.Exit(1)

@@ -1,6 +1,7 @@
 """``infer chat`` at the terminal: one question (``infer chat "..."``, piped input) or the
-interactive loop. The session (``infer_cli.chat``) holds the state; this module reads keys, wires
-Ctrl-C to :meth:`~infer_cli.chat.session.ChatSession.interrupt` and draws.
+interactive loop. The command opens the client and makes the session (``infer_cli.chat``), which
+holds the state; this module reads keys, wires Ctrl-C to
+:meth:`~infer_cli.chat.session.ChatSession.interrupt` and draws.
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from infer_cli.chat import commands
 from infer_cli.chat import conversation as files
-from infer_cli.chat.conversation import Conversation
 from infer_cli.chat.session import ChatSession, Reply, TextCallback
-from infer_cli.client.api import Client
 from infer_cli.errors import EXIT_INTERRUPTED, InferError, ModelNotFoundError
 from infer_cli.ui.chat_screen import ChatView, print_answer, print_reasoning
 from infer_cli.ui.chat_view import AnswerStream, PlainStream, chat_console
@@ -31,55 +29,35 @@ Ask = Callable[[TextCallback, TextCallback], Awaitable[Reply]]
 
 
 @dataclass
-class ChatRequest:
-    url: str
-    api_key: str | None = None
+class ChatOptions:
+    """How the terminal chat runs (the endpoint, key and conversation are the session's)."""
+
     model: str | None = None
-    system: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
     question: str | None = None
     """One question and leave; None: the interactive loop."""
     stream: bool = True
     json_output: bool = False
     raw: bool = False
-    hide_reasoning: bool = False
-    """Do not show the thinking of reasoning models (``/reasoning on`` shows it again)."""
-    resume: Path | None = None
-    """A conversation to go on with (``--continue`` gives the last one)."""
     history_file: Path | None = None
     autosave_file: Path | None = None
 
 
-def run(request: ChatRequest) -> int:
-    """The exit code: 0, 1 (the answer failed), 130 (interrupted)."""
-    return asyncio.run(_main(request))
+async def run(session: ChatSession, options: ChatOptions) -> int:
+    """Choose the model, then answer the one question or run the loop. The exit code: 0, 1 (the
+    answer failed) or :data:`~infer_cli.errors.EXIT_INTERRUPTED` (Ctrl-C)."""
+    await _choose_model(session, options)
+    if options.question is None:
+        return await _interactive(session, options)
+    try:
+        return await _once(session, options)
+    finally:
+        _autosave(session, options)
 
 
-async def _main(request: ChatRequest) -> int:
-    async with Client(request.url, request.api_key) as client:
-        session = ChatSession(client, _starting_conversation(request))
-        session.show_reasoning = not request.hide_reasoning
-        await _choose_model(session, request)
-        if request.question is None:
-            return await _interactive(session, request)
-        try:
-            return await _once(session, request)
-        finally:
-            _autosave(session, request)
-
-
-def _starting_conversation(request: ChatRequest) -> Conversation:
-    conversation = files.load(request.resume) if request.resume else Conversation()
-    if request.system is not None:
-        conversation.system = request.system or None
-    conversation.params.update(request.params)
-    return conversation
-
-
-async def _choose_model(session: ChatSession, request: ChatRequest) -> None:
-    check = session.client.endpoint.loopback or request.model is None
-    if request.model:
-        await session.choose_model(request.model, check=check)
+async def _choose_model(session: ChatSession, options: ChatOptions) -> None:
+    check = session.client.endpoint.loopback or options.model is None
+    if options.model:
+        await session.choose_model(options.model, check=check)
         return
     saved = session.conversation.model
     if saved:
@@ -94,32 +72,32 @@ async def _choose_model(session: ChatSession, request: ChatRequest) -> None:
 # --- one question ------------------------------------------------------------------------------
 
 
-async def _once(session: ChatSession, request: ChatRequest) -> int:
-    assert request.question is not None
+async def _once(session: ChatSession, options: ChatOptions) -> int:
+    assert options.question is not None
     out = sys.stdout
     terminal = out.isatty()
-    if request.json_output:
-        reply = await session.ask(request.question, stream=False)
+    if options.json_output:
+        reply = await session.ask(options.question, stream=False)
         if reply.error is not None:
             raise reply.error
         out.write(json.dumps(reply.response, indent=2, ensure_ascii=False) + "\n")
         out.flush()
         return 0
-    markdown = terminal and not request.raw
+    markdown = terminal and not options.raw
     console = chat_console()
     view = ChatView(console, markdown=markdown)
     notes = out if terminal else sys.stderr
     shown = session.show_reasoning
-    if request.stream:
+    if options.stream:
         stream = (
             view.answer_stream(reasoning=shown)
             if markdown
             else PlainStream(out, notes, reasoning=shown)
         )
-        reply = await _answer(session, stream, _asking(session, request.question))
+        reply = await _answer(session, stream, _asking(session, options.question))
     else:
         thinking = _reasoning_printer(chat_console(notes), shown=shown)
-        asking = session.ask(request.question, stream=False, on_reasoning=thinking)
+        asking = session.ask(options.question, stream=False, on_reasoning=thinking)
         reply = await _interruptible(session, asking)
         if reply.text:
             print_answer(console, reply.text, markdown=markdown)
@@ -133,13 +111,13 @@ async def _once(session: ChatSession, request: ChatRequest) -> int:
 # --- the interactive loop ----------------------------------------------------------------------
 
 
-async def _interactive(session: ChatSession, request: ChatRequest) -> int:
+async def _interactive(session: ChatSession, options: ChatOptions) -> int:
     from infer_cli.ui.chat_input import ChatInput
 
     console = chat_console()
-    view = ChatView(console, markdown=not request.raw)
-    assert request.history_file is not None
-    prompt = ChatInput(request.history_file)
+    view = ChatView(console, markdown=not options.raw)
+    assert options.history_file is not None
+    prompt = ChatInput(options.history_file)
     view.banner(session)
     try:
         while True:
@@ -152,15 +130,15 @@ async def _interactive(session: ChatSession, request: ChatRequest) -> int:
             if not text.strip():
                 continue
             if commands.is_command(text):
-                if not await _command(session, view, request, text):
+                if not await _command(session, view, options, text):
                     return 0
                 continue
-            await _turn(session, view, request, _asking(session, text))
+            await _turn(session, view, options, _asking(session, text))
     finally:
-        view.goodbye(_autosave(session, request))
+        view.goodbye(_autosave(session, options))
 
 
-async def _command(session: ChatSession, view: ChatView, request: ChatRequest, text: str) -> bool:
+async def _command(session: ChatSession, view: ChatView, options: ChatOptions, text: str) -> bool:
     """Carry out a slash command; False to leave."""
     try:
         outcome = await commands.run(session, text)
@@ -172,15 +150,15 @@ async def _command(session: ChatSession, view: ChatView, request: ChatRequest, t
     if outcome.action == "help":
         view.help()
     elif outcome.action == "retry":
-        await _turn(session, view, request, _retrying(session))
+        await _turn(session, view, options, _retrying(session))
     else:
         view.outcome(outcome)
     return True
 
 
-async def _turn(session: ChatSession, view: ChatView, request: ChatRequest, ask: Ask) -> None:
+async def _turn(session: ChatSession, view: ChatView, options: ChatOptions, ask: Ask) -> None:
     shown = session.show_reasoning
-    if request.stream:
+    if options.stream:
         reply = await _answer(session, view.answer_stream(reasoning=shown), ask)
     else:
         thinking = _reasoning_printer(view.console, shown=shown)
@@ -192,7 +170,7 @@ async def _turn(session: ChatSession, view: ChatView, request: ChatRequest, ask:
     if not reply.started and (reply.error is not None or reply.interrupted):
         view.unanswered()
     view.stats(reply.stats)
-    _autosave(session, request)
+    _autosave(session, options)
 
 
 def _asking(session: ChatSession, text: str) -> Ask:
@@ -254,9 +232,9 @@ def _ctrl_c_interrupts(session: ChatSession) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGINT)
 
 
-def _autosave(session: ChatSession, request: ChatRequest) -> str | None:
+def _autosave(session: ChatSession, options: ChatOptions) -> str | None:
     """Keep the conversation for ``infer chat --continue``; never fails the chat."""
-    path = request.autosave_file
+    path = options.autosave_file
     if path is None or not session.conversation.messages:
         return None
     try:

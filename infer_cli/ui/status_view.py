@@ -1,9 +1,10 @@
-"""What ``infer status`` shows, once or live (``--watch``)."""
+"""What ``infer status`` shows, once or live (``--watch``), from the client the command opened."""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -13,13 +14,13 @@ from infer_cli.client.status import CacheRate, Status, read_status
 from infer_cli.client.status import watch as watch_statuses
 from infer_cli.ui import console
 
-
-async def show(url: str, api_key: str | None, *, json_output: bool) -> bool:
-    """Print the status once; returns whether the endpoint is up."""
+if TYPE_CHECKING:
     from infer_cli.client.api import Client
 
-    async with Client(url, api_key) as client:
-        status = await read_status(client)
+
+async def show(client: Client, *, json_output: bool) -> bool:
+    """Print the status once; returns whether the endpoint is up."""
+    status = await read_status(client)
     if json_output:
         sys.stdout.write(json.dumps(status.to_json(), indent=2) + "\n")
     elif status.health_code is None:
@@ -29,23 +30,20 @@ async def show(url: str, api_key: str | None, *, json_output: bool) -> bool:
     return status.up
 
 
-async def watch(url: str, api_key: str | None, interval: float, *, json_output: bool) -> None:
+async def watch(client: Client, interval: float, *, json_output: bool) -> None:
     """Refresh until Ctrl-C; a down endpoint is shown as down, and watched until it is back."""
     from rich.live import Live
 
-    from infer_cli.client.api import Client
-
-    async with Client(url, api_key, timeout=max(5.0, interval * 2)) as client:
-        statuses = watch_statuses(client, interval)
-        if json_output or not console.stdout.is_terminal:
-            async for status in statuses:
-                line = json.dumps(status.to_json()) if json_output else _plain(status)
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
-            return
-        with Live(console=console.stdout, auto_refresh=False, transient=False) as live:
-            async for status in statuses:
-                live.update(render(status, watching=interval), refresh=True)
+    statuses = watch_statuses(client, interval)
+    if json_output or not console.stdout.is_terminal:
+        async for status in statuses:
+            line = json.dumps(status.to_json()) if json_output else _plain(status)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        return
+    with Live(console=console.stdout, auto_refresh=False, transient=False) as live:
+        async for status in statuses:
+            live.update(render(status, watching=interval), refresh=True)
 
 
 def render(status: Status, *, watching: float | None = None) -> RenderableType:
