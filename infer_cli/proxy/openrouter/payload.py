@@ -42,7 +42,7 @@ DEFAULT_BOUNDS = BodyBounds()
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class CompletionKind:
     """One kind of completion: where it goes upstream and how its answers look."""
 
     path: str
@@ -52,8 +52,8 @@ class Endpoint:
     """Text completions (``choices[].text``) rather than chat (``choices[].message|delta``)."""
 
 
-CHAT = Endpoint("chat/completions", ChatCompletionRequest, text=False)
-TEXT = Endpoint("completions", CompletionRequest, text=True)
+CHAT = CompletionKind("chat/completions", ChatCompletionRequest, text=False)
+TEXT = CompletionKind("completions", CompletionRequest, text=True)
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class Prepared:
 
 
 def prepare(
-    endpoint: Endpoint,
+    endpoint: CompletionKind,
     raw: bytes,
     info: ProviderInfo,
     context_length: int | None = None,
@@ -150,7 +150,7 @@ def _parse(raw: bytes, bounds: BodyBounds) -> dict[str, Any]:
     return payload
 
 
-def _validate(endpoint: Endpoint, payload: dict[str, Any]) -> None:
+def _validate(endpoint: CompletionKind, payload: dict[str, Any]) -> None:
     try:
         endpoint.schema.model_validate(payload)
     except ValidationError as exc:

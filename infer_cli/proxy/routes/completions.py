@@ -26,7 +26,7 @@ from infer_cli.proxy.openrouter.exchange import Exchange
 from infer_cli.proxy.openrouter.payload import (
     CHAT,
     TEXT,
-    Endpoint,
+    CompletionKind,
     Prepared,
     default_max_tokens,
     prepare,
@@ -112,7 +112,7 @@ class CompletionsFastPath:
         await self.app(scope, receive, send)
 
 
-def _handler(context: ProxyContext, endpoint: Endpoint) -> Handler:
+def _handler(context: ProxyContext, endpoint: CompletionKind) -> Handler:
     async def complete(request: Request) -> Response:
         created, started = time.time(), time.monotonic()
         raw = await read_body(request, context.config.max_body_bytes)
@@ -167,7 +167,7 @@ def _handler(context: ProxyContext, endpoint: Endpoint) -> Handler:
     return complete
 
 
-async def _count(context: ProxyContext, prepared: Prepared, endpoint: Endpoint) -> int | None:
+async def _count(context: ProxyContext, prepared: Prepared, endpoint: CompletionKind) -> int | None:
     """The engine's count of the prompt's tokens (None: it could not say)."""
     body = tokenize_body(prepared.payload or {}, text=endpoint.text)
     if body is None:
