@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,11 +18,10 @@ from infer_cli.engine import launch
 from infer_cli.engine.process import StartProgress
 from infer_cli.errors import EngineCrashedError
 from infer_cli.serve.app import connection_limits, proxy_app
+from infer_cli.serve.listener import EngineListener
 from infer_cli.serve.plan import ServePlan
 
 if TYPE_CHECKING:
-    from infer_cli.engine.stack import EngineStack
-    from infer_cli.engine.supervisor import Failure
     from infer_cli.proxy.openrouter.generations import GenerationRecord
     from infer_cli.proxy.state import UpstreamState
 
@@ -79,17 +78,21 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     assert main is not None
     received: list[str] = []
     simulated = plan.profile.engine.backend == "sim"
-    start_seconds = [0.0]  # how long the engine took to be ready, last time
 
     def progress(update: StartProgress) -> None:
         state.detail = f"{update.name}: {update.phase}"
         reporter.engine_progress(update)
 
-    listener = _Listener(state, reporter, start_seconds, stack, engines if len(engines) > 1 else [])
-    supervisor = Supervisor(stack, plan.profile.supervisor, listener, on_progress=progress)
-    listener.ready = lambda seconds: reporter.ready(
-        server.url, plan.model, seconds, plan.run_dir, simulated
+    listener = EngineListener(
+        state,
+        reporter,
+        stack.restart_order,
+        engines if len(engines) > 1 else (),
+        on_ready=lambda seconds: reporter.ready(
+            server.url, plan.model, seconds, plan.run_dir, simulated
+        ),
     )
+    supervisor = Supervisor(stack, plan.profile.supervisor, listener, on_progress=progress)
 
     def on_signal(signum: int) -> None:
         received.append(signal.Signals(signum).name)
@@ -116,25 +119,15 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
         state.url = f"http://{launch.LOOPBACK}:{plan.vllm_port}"
         state.metrics_sources = _metrics_sources(plan)
         state.metrics_aliases = {url: name for name, url in state.metrics_sources if name}
-        state.replicas = {
-            name: "restarting" if name in stack.start_failures else "ready"
-            for name in listener.replicas
-        }
-        for name, failure in stack.start_failures.items():
-            reporter.warning(
-                f"{failure.message}; serving with the other replicas "
-                f"(replicas.min_ready = {plan.profile.replicas.min_ready}), retrying {name}"
-            )
-        state.status, state.detail = "ready", ""
-        start_seconds[0] = time.monotonic() - started
-        reporter.ready(server.url, plan.model, start_seconds[0], plan.run_dir, simulated)
+        seconds = time.monotonic() - started
+        listener.started(seconds, stack.start_failures, plan.profile.replicas.min_ready)
+        reporter.ready(server.url, plan.model, seconds, plan.run_dir, simulated)
         if plan.profile.replicas.workers:
             watching.append(asyncio.create_task(_watch_workers(plan, state, reporter)))
         try:
             await supervisor.run()
         except EngineCrashedError as crash:
-            state.status, state.detail = "failed", _in_words(crash.message)
-            state.retry_after = None
+            listener.gave_up(crash.message)
             raise
     except asyncio.CancelledError:
         if not received:
@@ -187,92 +180,6 @@ async def _watch_workers(plan: ServePlan, state: UpstreamState, reporter: ServeR
                     news = "answers again" if up else "is unreachable; the rest serve"
                     reporter.warning(f"worker-{index} ({url}) {news}")
             await asyncio.sleep(interval)
-
-
-class _Listener:
-    """Turns the supervisor's news into the proxy's state and the console's lines.
-
-    With several replicas (``replicas``), a failure that leaves another replica serving is the
-    router's to route around: the proxy stays ready and ``/health`` says which replica is down.
-    """
-
-    def __init__(
-        self,
-        state: UpstreamState,
-        reporter: ServeReporter,
-        start_seconds: list[float],
-        stack: EngineStack,
-        replicas: list[str],
-    ) -> None:
-        self.state = state
-        self.reporter = reporter
-        self.start_seconds = start_seconds
-        self.stack = stack
-        self.replicas = replicas
-        self.ready: Callable[[float], None] = lambda seconds: None
-
-    def _replicas_hit(self, names: list[str]) -> list[str] | None:
-        """The replicas a restart of ``names`` takes down, or None when it takes the endpoint."""
-        if not self.replicas:
-            return None
-        hit: list[str] = []
-        for name in names:
-            prefix, _, number = name.partition("-")
-            if name in self.replicas:
-                hit.append(name)
-            elif prefix == "lmcache" and number.isdigit() and f"vllm-{number}" in self.replicas:
-                hit.append(f"vllm-{number}")  # its own cache server: that replica alone
-            else:
-                return None  # the shared cache server or the router: everyone
-        others = [name for name, value in self.state.replicas.items() if value == "ready"]
-        return hit if set(others) - set(hit) else None
-
-    def failed(self, failure: Failure, restart_in: float, attempt: int, allowed: int) -> None:
-        state = self.state
-        state.count_restart(failure.name, failure.kind, failure.text, failure.at)
-        hit = self._replicas_hit(self.stack.restart_order(failure.name))
-        if hit is not None:
-            state.replicas.update(dict.fromkeys(hit, "restarting"))
-        else:
-            state.status = "restarting"
-            state.detail = _in_words(f"{failure.summary}; restarting")
-            state.retry_after = restart_in + self.start_seconds[0]
-        when = f"in {restart_in:g} s" if restart_in > 0 else "now"
-        self.reporter.warning(
-            f"{failure.text}; restarting {when} (restart {attempt} of {allowed} allowed "
-            f"within the window)" + ("; the other replicas keep serving" if hit else "")
-        )
-
-    def restarting(self, names: list[str]) -> None:
-        state = self.state
-        hit = self._replicas_hit(names)
-        if state.status == "ready" and (hit is None or state.replicas.get(hit[0]) == "ready"):
-            # a requested restart (SIGHUP): not counted as a failure
-            state.count_restart(names[0], "requested", "restart requested (SIGHUP)", time.time())
-        if hit is not None:
-            state.replicas.update(dict.fromkeys(hit, "restarting"))
-            return
-        state.status = "restarting"
-        state.detail = f"restarting {', '.join(names)}"
-        state.retry_after = self.start_seconds[0] or None
-
-    def restarted(self, names: list[str], seconds: float) -> None:
-        state = self.state
-        for name in names:
-            if name in state.replicas:
-                state.replicas[name] = "ready"
-        if state.status == "ready":
-            self.reporter.warning(f"{', '.join(names)} ready again after {seconds:.0f}s")
-            return
-        self.start_seconds[0] = seconds
-        state.status, state.detail, state.retry_after = "ready", "", None
-        self.ready(seconds)
-
-
-def _in_words(message: str) -> str:
-    from infer_cli.proxy.state import scrub
-
-    return scrub(message)
 
 
 async def _shielded(coro: Coroutine[Any, Any, None]) -> None:

@@ -15,6 +15,7 @@ import time
 
 from infer_cli.engine.process import StartProgress
 from infer_cli.errors import EngineCrashedError
+from infer_cli.serve.listener import EngineListener
 from infer_cli.serve.plan import ServePlan
 from infer_cli.serve.run import ServeReporter, _shielded
 
@@ -22,7 +23,8 @@ from infer_cli.serve.run import ServeReporter, _shielded
 async def run_worker(plan: ServePlan, reporter: ServeReporter) -> None:
     """Start and supervise the engines until Ctrl-C / SIGTERM, or until they cannot be kept up."""
     from infer_cli.engine.stack import EngineStack
-    from infer_cli.engine.supervisor import Failure, Supervisor
+    from infer_cli.engine.supervisor import Supervisor
+    from infer_cli.proxy.state import UpstreamState
 
     started = time.monotonic()
     plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -37,17 +39,11 @@ async def run_worker(plan: ServePlan, reporter: ServeReporter) -> None:
     stop = asyncio.Event()
     received: list[str] = []
 
-    class Console:
-        def failed(self, failure: Failure, restart_in: float, attempt: int, allowed: int) -> None:
-            reporter.warning(
-                f"{failure.text}; restarting in {restart_in:g} s ({attempt}/{allowed})"
-            )
-
-        def restarting(self, names: list[str]) -> None:
-            reporter.warning(f"restarting {', '.join(names)}")
-
-        def restarted(self, names: list[str], seconds: float) -> None:
-            reporter.warning(f"{', '.join(names)} ready again after {seconds:.0f}s")
+    # No proxy reads this state: it is the listener's record of which replicas serve.
+    state = UpstreamState(url=None, api_key=None, model=plan.model)
+    listener = EngineListener(
+        state, reporter, stack.restart_order, engines if len(engines) > 1 else ()
+    )
 
     def progress(update: StartProgress) -> None:
         reporter.engine_progress(update)
@@ -58,7 +54,7 @@ async def run_worker(plan: ServePlan, reporter: ServeReporter) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    supervisor = Supervisor(stack, plan.profile.supervisor, Console(), on_progress=progress)
+    supervisor = Supervisor(stack, plan.profile.supervisor, listener, on_progress=progress)
     try:
         starting = asyncio.ensure_future(stack.start(progress))
         stopped = asyncio.ensure_future(stop.wait())
@@ -70,11 +66,12 @@ async def run_worker(plan: ServePlan, reporter: ServeReporter) -> None:
             reporter.stopping(f"received {received[0]}")
             return
         starting.result()
+        seconds = time.monotonic() - started
+        listener.started(seconds, stack.start_failures, plan.profile.replicas.min_ready)
         reporter.step(
-            f"worker ready in {time.monotonic() - started:.0f}s: add to the head's [replicas]: "
-            f"{plan.worker_line}",
+            f"worker ready in {seconds:.0f}s: add to the head's [replicas]: {plan.worker_line}",
             "done",
-            time.monotonic() - started,
+            seconds,
         )
         watch = asyncio.ensure_future(supervisor.run())
         await asyncio.wait({watch, stopped}, return_when=asyncio.FIRST_COMPLETED)
