@@ -2,21 +2,37 @@
 
 The stack is built from the commands ``launch.plan`` gives for a bundled profile (nothing is
 started: the listener asks the stack only which processes a restart takes down), so which
-replicas a failure hits follows the real ``requires`` wiring.
+replicas a failure hits follows the real ``requires`` wiring. The last test runs ``infer serve
+--worker``'s loop over two stub engines and kills one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
+import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infer_cli.config import loader
 from infer_cli.engine import launch
+from infer_cli.engine.command import Command, StartProgress
 from infer_cli.engine.stack import EngineStack
 from infer_cli.engine.supervisor import Failure
 from infer_cli.errors import EngineStartError
 from infer_cli.proxy.state import UpstreamState
 from infer_cli.serve.listener import EngineListener
+from infer_cli.serve.plan import ServePlan
+from infer_cli.serve.worker import run_worker
+from tests.helpers import free_port, pid_alive, wait_until
+
+if TYPE_CHECKING:
+    from infer_cli.proxy.openrouter.generations import GenerationRecord
+
+STUB = Path(__file__).parent / "stubs" / "engine.py"
 
 
 class Lines:
@@ -164,3 +180,102 @@ def test_without_on_ready_the_console_says_the_engine_is_back(tmp_path: Path) ->
     listener.restarted(["vllm"], 15.0)
     assert state.status == "ready"
     assert console.lines[-1] == "vllm ready again after 15s"
+
+
+class Reporter:
+    """A ServeReporter that keeps what the worker says."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.steps: list[str] = []
+        self.stopped_at: float | None = None
+
+    def step(self, name: str, state: str, elapsed: float) -> None:
+        self.steps.append(name)
+
+    def proxy_listening(self, url: str) -> None:
+        raise AssertionError("a worker has no proxy")
+
+    def engine_progress(self, progress: StartProgress) -> None:
+        pass
+
+    def ready(
+        self, url: str, model: str, seconds: float, run_dir: Path | None, simulated: bool = False
+    ) -> None:
+        raise AssertionError("a worker has no proxy to be ready")
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def generation(self, record: GenerationRecord) -> None:
+        pass
+
+    def stopping(self, reason: str) -> None:
+        pass
+
+    def stopped(self) -> None:
+        self.stopped_at = time.monotonic()
+
+
+async def test_the_worker_restarts_a_dead_replica_and_says_the_other_serves(
+    tmp_path: Path,
+) -> None:
+    profile = loader.load(
+        "cpu-2x",
+        overrides=["supervisor.backoff=0.1", "supervisor.health_interval=0.2"],
+        environ={},
+    ).profile
+    ports = [free_port(), free_port()]
+    commands = [
+        Command(
+            name=f"vllm-{i}",
+            argv=[
+                sys.executable,
+                str(STUB),
+                "--port",
+                str(port),
+                "--pidfile",
+                str(tmp_path / f"{i}"),
+            ],
+            env={},
+            health_url=f"http://127.0.0.1:{port}/health",
+            startup_timeout=20.0,
+            stop_timeout=3.0,
+        )
+        for i, port in enumerate(ports)
+    ]
+    plan = ServePlan(
+        profile=profile,
+        profile_name="cpu-2x",
+        commands=commands,
+        run_dir=tmp_path / "run",
+        host="127.0.0.1",
+        port=0,
+        api_key="k",
+        vllm_port=ports[0],
+        replica_ports=tuple(ports),
+        worker=True,
+        worker_urls=tuple(f"http://127.0.0.1:{port}" for port in ports),
+    )
+    reporter = Reporter()
+    worker = asyncio.create_task(run_worker(plan, reporter))
+    try:
+        await wait_until(lambda: bool(reporter.steps), timeout=30, what="the worker started")
+        assert "worker ready" in reporter.steps[0] and "workers = [" in reporter.steps[0]
+        first = int((tmp_path / "1").read_text())
+        os.kill(first, signal.SIGKILL)
+        await wait_until(
+            lambda: any("vllm-1 ready again" in line for line in reporter.warnings),
+            timeout=30,
+            what="vllm-1 came back",
+        )
+        died = next(line for line in reporter.warnings if line.startswith("vllm-1 exited"))
+        assert "(SIGKILL)" in died and died.endswith("; the other replicas keep serving")
+        assert int((tmp_path / "1").read_text()) != first
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+    assert reporter.stopped_at is not None
+    assert not pid_alive(int((tmp_path / "0").read_text()))
+    assert not pid_alive(int((tmp_path / "1").read_text()))
