@@ -14,8 +14,6 @@ import pytest
 from infer_cli.bench import compare, engine_metrics, report, schedule, stats, workloads
 from infer_cli.bench.records import RequestRecord
 from infer_cli.bench.text import WORDS, TextSource
-from infer_cli.cli.bench import max_errors
-from infer_cli.errors import UsageError
 
 # --- statistics ----------------------------------------------------------------------------------
 
@@ -99,15 +97,6 @@ def test_parse_slo() -> None:
             stats.parse_slo(bad)
 
 
-def test_max_errors() -> None:
-    assert max_errors("0", 100) == 0
-    assert max_errors("3", 100) == 3
-    assert max_errors("5%", 100) == 5
-    assert max_errors("10%", 15) == 1
-    with pytest.raises(UsageError):
-        max_errors("lots", 10)
-
-
 # --- arrivals ------------------------------------------------------------------------------------
 
 
@@ -155,8 +144,6 @@ def test_random_workload_lengths_range_and_seed() -> None:
         num_requests=200, input_len=100, output_len=20, range_ratio=0.5, seed=1
     )
     assert other != w
-    with pytest.raises(UsageError):
-        workloads.random_workload(num_requests=1, input_len=1, output_len=1, range_ratio=1.5)
 
 
 def test_shared_prefix_shape() -> None:

@@ -153,7 +153,7 @@ def test_server_gone_mid_run_writes_a_partial_result(tmp_path: Path) -> None:
         (["random", "-c", "0"], "--concurrency values must be at least 1"),
         (["random", "--rate", "-1"], "--rate must be positive"),
         (["random", "--slo", "speed=3"], "--slo: bad SLO"),
-        (["random", "--range-ratio", "2"], "--range-ratio must be in [0, 1)"),
+        (["random", "--range-ratio", "2"], "--range-ratio must be less than 1, got 2.0"),
         (["latency", "-c", "4"], "-c is not an option of latency (random, shared-prefix, "),
         (["latency", "--prefixes", "3"], "--prefixes is not an option of latency (shared-prefix"),
         (["random", "--bogus"], "infer bench random has no option --bogus"),
@@ -313,3 +313,57 @@ def test_compare_refuses_different_workloads_unless_forced(sim_url: str, tmp_pat
     data = json.loads(stdout)
     assert data["forced"] is True and data["levels_left_out"] == ["c=2 (only in b)"]
     assert "input_len" in data["differences"]
+
+
+@pytest.mark.parametrize("workload", sorted(OWN_OPTIONS))
+def test_help_shows_the_defaults_of_the_workloads_spec(workload: str) -> None:
+    from infer_cli.bench.spec import defaults, flag
+
+    result = CliRunner().invoke(app, ["bench", workload, "--help"], env={"COLUMNS": "200"})
+    lines = result.stdout.splitlines()
+    shown = 0
+    for name, value in defaults(workload).items():
+        if value is None or isinstance(value, bool) or flag(name) not in OWN_OPTIONS[workload]:
+            continue
+        line = next(line for line in lines if f" {flag(name)} " in line)
+        assert f"[default: {value}]" in line, line
+        shown += 1
+    assert shown == (0 if workload == "file" else len(OWN_OPTIONS[workload]))  # file's: none
+
+
+def test_every_client_command_has_the_one_url_option() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    commands = {name: group.commands[name] for name in ("chat", "models", "status")}  # type: ignore[attr-defined]
+    bench_group = group.commands["bench"]  # type: ignore[attr-defined]
+    commands |= {f"bench {n}": bench_group.commands[n] for n in OWN_OPTIONS}
+    seen = set()
+    for name, command in commands.items():
+        (url,) = [p for p in command.params if p.name == "url"]
+        assert url.opts == ["--url", "-u"] and url.envvar == "INFER_URL", name
+        seen.add(url.help)
+        (key,) = [p for p in command.params if p.name == "api_key"]
+        assert key.opts == ["--api-key"] and key.envvar == "INFER_API_KEY", name
+    assert len(seen) == 1  # declared once, in cli/options.py
+
+
+def test_bench_takes_the_model_from_infer_model_as_every_client(sim_url: str) -> None:
+    result = CliRunner().invoke(
+        app, ["bench", "random", "-u", sim_url, "-q"], env={"INFER_MODEL": "other"}
+    )
+    assert result.exit_code == 2 and "does not serve 'other'" in result.stderr
+
+
+def test_eos_flags_reach_the_requests(sim_url: str, tmp_path: Path) -> None:
+    runs = {"default": [], "no": ["--no-ignore-eos"]}
+    seen = {}
+    for name, extra in runs.items():
+        out = tmp_path / f"{name}.json"
+        code, _, stderr = bench(
+            "latency", "-u", sim_url, "-n", "2", "--input-len", "5", "--output-len", "2",
+            "-q", "-o", str(out), *extra,
+        )  # fmt: skip
+        assert code == 0, stderr
+        seen[name] = json.loads(out.read_text())["load"]["ignore_eos"]
+    assert seen == {"default": True, "no": False}

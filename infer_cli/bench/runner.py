@@ -30,7 +30,8 @@ from infer_cli.bench.stream import ChunkCounter, error_message, read_stream
 from infer_cli.bench.tokens import Texts
 from infer_cli.bench.workloads import HEAD_KEY, Phase, Session, Turn, Workload, first_seen
 
-Endpoint = Literal["chat", "completions"]
+Api = Literal["chat", "completions"]
+"""Which OpenAI API a request goes to: ``/chat/completions`` or ``/completions``."""
 
 CONNECT_FAILURES_TO_ABORT = 3
 """Consecutive connection failures (with nothing succeeding) that mean the server is gone."""
@@ -42,7 +43,7 @@ class Target:
     """API base, e.g. ``http://127.0.0.1:8080/v1``."""
     model: str
     api_key: str | None = None
-    endpoint: Endpoint = "chat"
+    endpoint: Api = "chat"
 
     @property
     def path(self) -> str:
@@ -468,4 +469,4 @@ class _Flow:
         self.running: set[asyncio.Task[None]] = set()
 
 
-__all__ = ["Load", "Progress", "RunOutcome", "Runner", "Target"]
+__all__ = ["Api", "Load", "Progress", "RunOutcome", "Runner", "Target"]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,9 +19,10 @@ import httpx
 from infer_cli import __version__
 from infer_cli.bench import engine_metrics
 from infer_cli.bench.report import BenchResult, RunResult
-from infer_cli.bench.runner import Endpoint, Load, Progress, Runner, Target
+from infer_cli.bench.runner import Load, Progress, Runner, Target
+from infer_cli.bench.spec import BenchSpec
 from infer_cli.bench.stats import summarize
-from infer_cli.bench.text import TextSource
+from infer_cli.bench.text import TextSource, run_nonce
 from infer_cli.bench.tokens import ServerTokenizer, Texts, find_tokenizer, materialize
 from infer_cli.bench.workloads import Workload, random_workload, with_head
 from infer_cli.client.api import Client
@@ -40,35 +39,6 @@ class Events(Protocol):
     def level_done(self, run: RunResult) -> None: ...
 
 
-@dataclass(frozen=True)
-class BenchPlan:
-    url: str
-    build: Callable[[int], Workload]
-    """The workload for a seed (each level of a sweep gets ``seed + level``)."""
-    api_key: str | None = None
-    model: str | None = None
-    endpoint: Endpoint = "chat"
-    tokenize_url: str | None = None
-    levels: tuple[int | None, ...] = (1,)
-    """Concurrency of each run (a sweep when there are several; ``None``: unlimited)."""
-    rate: float = math.inf
-    burstiness: float = 1.0
-    num_requests: int | None = None
-    duration: float | None = None
-    warmup: int = 0
-    timeout: float = 300.0
-    seed: int = 0
-    """Seed of the workload's shape: lengths, orders, arrivals (each level adds its index)."""
-    nonce: str = ""
-    """The run's nonce: the head of every prompt and the seed of its text (see bench.text)."""
-    seeded: bool = False
-    """The nonce came from ``--seed`` (the run repeats one exactly) rather than chance."""
-    temperature: float | None = None
-    ignore_eos: bool | None = None
-    slo: dict[str, float] = field(default_factory=dict)
-    engine_metrics: bool = True
-
-
 def level_label(concurrency: int | None, rate: float) -> str:
     parts = []
     if concurrency is not None:
@@ -78,16 +48,20 @@ def level_label(concurrency: int | None, rate: float) -> str:
     return ",".join(parts) or "c=inf"
 
 
-async def run_bench(plan: BenchPlan, events: Events, stop: asyncio.Event) -> BenchResult:
-    async with Client(plan.url, plan.api_key, timeout=30.0) as client:
+async def run_bench(spec: BenchSpec, events: Events, stop: asyncio.Event) -> BenchResult:
+    """Run ``spec``: each of its levels on prompts of their own, all under one nonce."""
+    spec.build(spec.shape_seed)  # an unreadable dataset fails here, before connecting
+    nonce = run_nonce(spec.seed)
+    rate, burstiness = spec.arrivals
+    async with Client(spec.url, spec.api_key, timeout=30.0) as client:
         events.step(f"connecting to {client.endpoint.url}")
         listing = await client.list_models()
-        model = plan.model or (listing.ids[0] if listing.ids else None)
+        model = spec.model or (listing.ids[0] if listing.ids else None)
         if model is None:
             raise ClientError(f"{client.endpoint.url} lists no model", hint="pass --model")
-        if plan.model and listing.ids and plan.model not in listing.ids:
+        if spec.model and listing.ids and spec.model not in listing.ids:
             raise ModelNotFoundError(
-                f"{client.endpoint.url} does not serve {plan.model!r}",
+                f"{client.endpoint.url} does not serve {spec.model!r}",
                 hint=f"it serves: {', '.join(listing.ids)}",
             )
         entry = next((m for m in listing.models if m.get("id") == model), {})
@@ -105,15 +79,15 @@ async def run_bench(plan: BenchPlan, events: Events, stop: asyncio.Event) -> Ben
         except ClientError:
             server["health"] = None
         target = Target(
-            api=client.endpoint.api, model=model, api_key=plan.api_key, endpoint=plan.endpoint
+            api=client.endpoint.api, model=model, api_key=spec.api_key, endpoint=spec.endpoint
         )
-        headers = {"authorization": f"Bearer {plan.api_key}"} if plan.api_key else {}
+        headers = {"authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
         async with httpx.AsyncClient(timeout=30.0, headers=headers) as http:
-            tokenizer = await _tokenizer(plan, client, http, model, events)
+            tokenizer = await _tokenizer(spec, client, http, model, events)
             result = BenchResult(
                 server=server,
                 workload={},
-                load=_load_json(plan),
+                load=_load_json(spec, nonce),
                 lengths={
                     "exact": tokenizer is not None,
                     "source": tokenizer.url if tokenizer else "estimate",
@@ -121,34 +95,34 @@ async def run_bench(plan: BenchPlan, events: Events, stop: asyncio.Event) -> Ben
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
                 version=__version__,
             )
-            if plan.warmup > 0 and not stop.is_set():
-                result.warmup = await _warm_up(plan, target, tokenizer, events, stop)
-            for index, concurrency in enumerate(plan.levels):
+            if spec.warmup > 0 and not stop.is_set():
+                result.warmup = await _warm_up(spec, nonce, target, tokenizer, events, stop)
+            for index, concurrency in enumerate(spec.levels):
                 if stop.is_set():
                     result.partial = True
                     result.reason = result.reason or "stopped before the end (interrupted)"
                     break
-                seed = plan.seed + index
-                workload = with_head(plan.build(seed))
+                seed = spec.shape_seed + index
+                workload = with_head(spec.build(seed))
                 if not result.workload:
                     result.workload = {"name": workload.name, **workload.params}
-                label = level_label(concurrency, plan.rate)
+                label = level_label(concurrency, rate)
                 events.step(f"preparing {workload.requests} prompts ({label})")
-                texts = await _texts(workload, TextSource(seed, plan.nonce), tokenizer, events)
+                texts = await _texts(workload, TextSource(seed, nonce), tokenizer, events)
                 result.lengths["off_target"] = texts.off_target
-                before = await _metrics(client, plan, events)
+                before = await _metrics(client, spec, events)
                 load = Load(
                     concurrency=concurrency,
-                    rate=plan.rate,
-                    burstiness=plan.burstiness,
-                    num_requests=plan.num_requests,
-                    duration=plan.duration,
-                    timeout=plan.timeout,
+                    rate=rate,
+                    burstiness=burstiness,
+                    num_requests=spec.num_requests,
+                    duration=spec.duration,
+                    timeout=spec.timeout,
                     seed=seed,
-                    temperature=plan.temperature,
-                    ignore_eos=plan.ignore_eos,
+                    temperature=spec.temperature,
+                    ignore_eos=spec.ignore_eos,
                 )
-                total = plan.num_requests or (None if plan.duration else workload.requests)
+                total = spec.num_requests or (None if spec.duration else workload.requests)
                 events.level_started(label, total)
                 runner = Runner(
                     target,
@@ -160,8 +134,8 @@ async def run_bench(plan: BenchPlan, events: Events, stop: asyncio.Event) -> Ben
                     stop=stop,
                 )
                 outcome = await runner.run()
-                after = await _metrics(client, plan, events) if before is not None else None
-                summary = summarize(outcome.records, duration=outcome.duration, slo=plan.slo)
+                after = await _metrics(client, spec, events) if before is not None else None
+                summary = summarize(outcome.records, duration=outcome.duration, slo=spec.slo)
                 summary["concurrency"] = concurrency
                 summary["max_in_flight"] = outcome.max_in_flight
                 summary["seed"] = seed
@@ -170,7 +144,7 @@ async def run_bench(plan: BenchPlan, events: Events, stop: asyncio.Event) -> Ben
                 run = RunResult(
                     label=label,
                     concurrency=concurrency,
-                    rate=plan.rate if math.isfinite(plan.rate) else None,
+                    rate=rate if math.isfinite(rate) else None,
                     summary=summary,
                     records=outcome.records,
                     engine=engine_metrics.delta(before, after),
@@ -187,14 +161,14 @@ async def run_bench(plan: BenchPlan, events: Events, stop: asyncio.Event) -> Ben
 
 
 async def _tokenizer(
-    plan: BenchPlan, client: Client, http: httpx.AsyncClient, model: str, events: Events
+    spec: BenchSpec, client: Client, http: httpx.AsyncClient, model: str, events: Events
 ) -> ServerTokenizer | None:
-    roots = [plan.tokenize_url] if plan.tokenize_url else [client.endpoint.root]
+    roots = [spec.tokenize_url] if spec.tokenize_url else [client.endpoint.root]
     tokenizer = await find_tokenizer(http, [r for r in roots if r], model)
     if tokenizer is None:
-        if plan.tokenize_url:
+        if spec.tokenize_url:
             events.note(
-                f"{plan.tokenize_url}/tokenize did not answer: prompt lengths are estimates"
+                f"{spec.tokenize_url}/tokenize did not answer: prompt lengths are estimates"
             )
         else:
             events.note(
@@ -215,8 +189,8 @@ async def _texts(
         return await materialize(workload, source, None)
 
 
-async def _metrics(client: Client, plan: BenchPlan, events: Events) -> dict[str, Any] | None:
-    if not plan.engine_metrics:
+async def _metrics(client: Client, spec: BenchSpec, events: Events) -> dict[str, Any] | None:
+    if not spec.engine_metrics:
         return None
     try:
         snapshot = engine_metrics.snapshot(await client.metrics_text())
@@ -229,32 +203,33 @@ async def _metrics(client: Client, plan: BenchPlan, events: Events) -> dict[str,
 
 
 async def _warm_up(
-    plan: BenchPlan,
+    spec: BenchSpec,
+    nonce: str,
     target: Target,
     tokenizer: ServerTokenizer | None,
     events: Events,
     stop: asyncio.Event,
 ) -> dict[str, Any]:
-    """``plan.warmup`` requests of the workload's size, unmeasured, on prompts of their own."""
-    shape = plan.build(plan.seed)
+    """``spec.warmup`` requests of the workload's size, unmeasured, on prompts of their own."""
+    shape = spec.build(spec.shape_seed)
     first = shape.phases[0].sessions[0].turns[0] if shape.phases[0].sessions else None
     input_len = max(1, first.target_tokens) if first else 128
     output_len = (first.max_tokens if first else None) or 16
-    seed = plan.seed + WARMUP_SEED_OFFSET
+    seed = spec.shape_seed + WARMUP_SEED_OFFSET
     workload = with_head(
         random_workload(
-            num_requests=plan.warmup, input_len=input_len, output_len=output_len, seed=seed
+            num_requests=spec.warmup, input_len=input_len, output_len=output_len, seed=seed
         )
     )
-    events.step(f"warming up with {plan.warmup} requests")
-    texts = await _texts(workload, TextSource(seed, plan.nonce), tokenizer, events)
-    concurrency = min(plan.warmup, max(level or plan.warmup for level in plan.levels))
+    events.step(f"warming up with {spec.warmup} requests")
+    texts = await _texts(workload, TextSource(seed, nonce), tokenizer, events)
+    concurrency = min(spec.warmup, max(level or spec.warmup for level in spec.levels))
     load = Load(
         concurrency=concurrency,
-        timeout=plan.timeout,
+        timeout=spec.timeout,
         seed=seed,
-        temperature=plan.temperature,
-        ignore_eos=plan.ignore_eos,
+        temperature=spec.temperature,
+        ignore_eos=spec.ignore_eos,
     )
     runner = Runner(target, load, workload, texts, label="warm-up", stop=stop, warmup=True)
     started = time.perf_counter()
@@ -269,20 +244,22 @@ async def _warm_up(
     }
 
 
-def _load_json(plan: BenchPlan) -> dict[str, Any]:
+def _load_json(spec: BenchSpec, nonce: str) -> dict[str, Any]:
+    """What the results file records about the load (``bench compare`` sets runs side by side)."""
+    rate, burstiness = spec.arrivals
     return {
-        "concurrency": list(plan.levels),
-        "rate": plan.rate if math.isfinite(plan.rate) else None,
-        "burstiness": plan.burstiness,
-        "num_requests": plan.num_requests,
-        "duration": plan.duration,
-        "warmup": plan.warmup,
-        "timeout": plan.timeout,
-        "seed": plan.seed,
-        "nonce": plan.nonce,
-        "seeded": plan.seeded,
-        "endpoint": plan.endpoint,
-        "temperature": plan.temperature,
-        "ignore_eos": plan.ignore_eos,
-        "slo_ms": {name: value * 1000 for name, value in plan.slo.items()},
+        "concurrency": list(spec.levels),
+        "rate": rate if math.isfinite(rate) else None,
+        "burstiness": burstiness,
+        "num_requests": spec.num_requests,
+        "duration": spec.duration,
+        "warmup": spec.warmup,
+        "timeout": spec.timeout,
+        "seed": spec.shape_seed,
+        "nonce": nonce,
+        "seeded": spec.seed is not None,
+        "endpoint": spec.endpoint,
+        "temperature": spec.temperature,
+        "ignore_eos": spec.ignore_eos,
+        "slo_ms": {name: value * 1000 for name, value in spec.slo.items()},
     }

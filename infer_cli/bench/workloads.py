@@ -24,15 +24,12 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from infer_cli.bench.text import estimate_tokens
 from infer_cli.errors import UsageError
 
 RepeatMode = Literal["tile", "interleave", "random"]
-
-WORKLOADS = ("latency", "random", "shared-prefix", "multi-turn", "long-doc", "file")
-CACHE_WORKLOADS = frozenset({"shared-prefix", "multi-turn", "long-doc"})
 
 
 class DatasetError(UsageError):
@@ -155,12 +152,6 @@ def first_seen(prompt: Sequence[Segment], sent: set[str]) -> int:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _positive(name: str, value: int) -> int:
-    if value < 1:
-        raise UsageError(f"--{name} must be at least 1, got {value}")
-    return value
-
-
 def sample_length(rng: random.Random, mean: int, range_ratio: float) -> int:
     """A length drawn uniformly from ``[mean * (1 - r), mean * (1 + r)]`` (vLLM's range ratio)."""
     if range_ratio <= 0:
@@ -168,11 +159,6 @@ def sample_length(rng: random.Random, mean: int, range_ratio: float) -> int:
     low = max(1, int(mean * (1 - range_ratio)))
     high = max(low, int(mean * (1 + range_ratio)))
     return rng.randint(low, high)
-
-
-def _check_ratio(range_ratio: float) -> None:
-    if not 0 <= range_ratio < 1:
-        raise UsageError(f"--range-ratio must be in [0, 1), got {range_ratio}")
 
 
 def _single(turn: Turn, group: str | None = None) -> Session:
@@ -192,10 +178,6 @@ def random_workload(
     name: str = "random",
 ) -> Workload:
     """Independent prompts of ``input_len`` tokens (± ``range_ratio``), ``output_len`` answers."""
-    _positive("num-requests", num_requests)
-    _positive("input-len", input_len)
-    _positive("output-len", output_len)
-    _check_ratio(range_ratio)
     rng = random.Random(seed)
     sessions = []
     for index in range(num_requests):
@@ -226,11 +208,6 @@ def shared_prefix_workload(
     prefix comes first (cold) and the others follow it (warm), as vLLM's prefix-repetition dataset
     and LMCache's prefix-suffix tuner shape it.
     """
-    _positive("prefixes", prefixes)
-    _positive("suffixes", suffixes)
-    _positive("prefix-len", prefix_len)
-    _positive("suffix-len", suffix_len)
-    _positive("output-len", output_len)
     sessions = [
         _single(
             Turn((Segment(f"p{p}", prefix_len), Segment(f"p{p}s{s}", suffix_len)), output_len),
@@ -266,10 +243,6 @@ def multi_turn_workload(
     sends each next question with the whole history (earlier questions and the model's real
     answers), so every turn's prompt extends the previous one.
     """
-    _positive("users", users)
-    _positive("rounds", rounds)
-    _positive("question-len", question_len)
-    _positive("answer-len", answer_len)
     system = (Segment("system", system_len),) if system_len > 0 else ()
     sessions = []
     for u in range(users):
@@ -302,7 +275,7 @@ def repeat_order(documents: int, repeat_count: int, mode: RepeatMode, seed: int)
         order = [d for _ in range(repeat_count) for d in range(documents)]
         random.Random(seed).shuffle(order)
         return order
-    raise UsageError(f"unknown --repeat-mode {mode!r}", hint="use tile, interleave or random")
+    assert_never(mode)
 
 
 def long_doc_workload(
@@ -317,11 +290,6 @@ def long_doc_workload(
 ) -> Workload:
     """LMCache's long-document QA: a warm-up round that reads every document once, then a query
     round that asks about each document ``repeat_count`` times in ``repeat_mode`` order."""
-    _positive("documents", documents)
-    _positive("document-len", document_len)
-    _positive("question-len", question_len)
-    _positive("output-len", output_len)
-    _positive("repeat-count", repeat_count)
     warm = tuple(
         _single(
             Turn((Segment(f"d{d}", document_len), Segment(f"d{d}warm", question_len)), output_len),
@@ -368,7 +336,6 @@ def file_workload(
     if shuffle:
         random.Random(seed).shuffle(items)
     count = num_requests if num_requests is not None else len(items)
-    _positive("num-requests", count)
     sessions = []
     for index in range(count):
         prompt, messages, length = items[index % len(items)]
@@ -394,7 +361,9 @@ def _read_dataset(path: Path) -> list[_Item]:
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DatasetError(f"dataset file {path} does not exist") from None
+        raise DatasetError(
+            f"dataset file {path} does not exist", hint="check the path given to --dataset"
+        ) from None
     except IsADirectoryError:
         raise DatasetError(f"dataset {path} is a folder, not a file") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -1,68 +1,48 @@
 """The options every ``infer bench`` workload shares, declared once, and how a workload gets them.
 
 Each workload is a command of its own (``infer bench random``), so its help and its parsing hold
-only the options it uses. :func:`workload_command` gives a workload function (its own options,
-returning ``build(seed) -> Workload``) the shared ones: server, load (``sweep``: concurrency and
-rate, which latency has not), run and output. An option of another workload is refused with a
-line that names the workload it belongs to.
+only the options it uses. :func:`workload_command` gives a workload's options (a function whose
+parameters are its own options) the shared ones: server, load (``sweep``: concurrency and rate,
+which latency has not), run and results. An option of another workload is refused with a line that
+names the workload it belongs to.
+
+The values are checked in one place, the workload's model in :mod:`infer_cli.bench.spec`, and so
+are the defaults: an option the spec gives a default is declared here without one, and its
+command fills it in from the spec when it runs or shows its help (importing pydantic only then,
+so ``infer --help`` stays fast).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from typer.core import TyperCommand
 
+from infer_cli.cli.options import ApiKeyOption, ModelOption, UrlOption, in_panel
 from infer_cli.errors import UsageError
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+if TYPE_CHECKING:
+    from infer_cli.bench.spec import BenchSpec
 
 SERVER, LOAD, REQUESTS, OUTPUT = "Server", "Load", "Requests", "Results"
 WORKLOAD = "Workload"
 FLAG = ""
 """The metavar of an on/off flag: nothing."""
 
+NEGATED = {"no_engine_metrics": "engine_metrics", "no_ignore_eos": "ignore_eos"}
+"""Flags that turn a spec's setting off: ``--no-engine-metrics`` is ``engine_metrics=False``."""
+
 
 def _server(
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            "-u",
-            envvar="INFER_URL",
-            metavar="URL",
-            help="Endpoint (server root or API base). Default: http://INFER_HOST:INFER_PORT "
-            "(http://127.0.0.1:8080).",
-            show_default=False,
-            rich_help_panel=SERVER,
-        ),
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            envvar="INFER_API_KEY",
-            metavar="KEY",
-            help="Sent as Authorization: Bearer.",
-            show_default=False,
-            rich_help_panel=SERVER,
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            metavar="MODEL",
-            help="Model id (default: the first the endpoint lists).",
-            show_default=False,
-            rich_help_panel=SERVER,
-        ),
-    ] = None,
+    *,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    model: ModelOption = None,
     endpoint: Annotated[
         str,
         typer.Option(
@@ -71,7 +51,7 @@ def _server(
             help="chat (/chat/completions) or completions (/completions).",
             rich_help_panel=REQUESTS,
         ),
-    ] = "chat",
+    ],
     tokenize_url: Annotated[
         str | None,
         typer.Option(
@@ -87,6 +67,7 @@ def _server(
 
 
 def _sweep(
+    *,
     concurrency: Annotated[
         str | None,
         typer.Option(
@@ -118,11 +99,12 @@ def _sweep(
             help="Gamma shape of arrivals with --rate: 1 Poisson, <1 burstier.",
             rich_help_panel=LOAD,
         ),
-    ] = 1.0,
+    ],
 ) -> None: ...
 
 
 def _run(
+    *,
     num_requests: Annotated[
         int | None,
         typer.Option(
@@ -150,7 +132,7 @@ def _run(
         typer.Option(
             "--warmup", metavar="N", help="Unmeasured requests first.", rich_help_panel=LOAD
         ),
-    ] = 0,
+    ],
     timeout: Annotated[
         float,
         typer.Option(
@@ -159,7 +141,7 @@ def _run(
             help="Longest one request may take.",
             rich_help_panel=REQUESTS,
         ),
-    ] = 300.0,
+    ],
     seed: Annotated[
         int | None,
         typer.Option(
@@ -200,7 +182,7 @@ def _run(
             help="Failed requests allowed before exit code 1.",
             rich_help_panel=OUTPUT,
         ),
-    ] = "0",
+    ],
     no_engine_metrics: Annotated[
         bool,
         typer.Option(
@@ -214,6 +196,7 @@ def _run(
 
 
 def _synthetic(
+    *,
     no_ignore_eos: Annotated[
         bool,
         typer.Option(
@@ -228,6 +211,7 @@ def _synthetic(
 
 
 def _literal(
+    *,
     ignore_eos: Annotated[
         bool,
         typer.Option(
@@ -237,11 +221,12 @@ def _literal(
             "ends them).",
             rich_help_panel=REQUESTS,
         ),
-    ] = False,
+    ],
 ) -> None: ...
 
 
 def _output(
+    *,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -281,12 +266,33 @@ def _output(
 ) -> None: ...
 
 
+@dataclass(frozen=True)
+class Results:
+    """Where a run's results go (``--output``, ``--csv``, ``--json``, ``--quiet``)."""
+
+    output: Path | None = None
+    csv_path: Path | None = None
+    json_output: bool = False
+    quiet: bool = False
+
+
+RESULTS = frozenset(Results.__dataclass_fields__)
+
+
 def _parameters(*templates: Callable[..., Any]) -> list[inspect.Parameter]:
     return [
         parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
         for template in templates
         for parameter in inspect.signature(template, eval_str=True).parameters.values()
     ]
+
+
+def _panelled(parameter: inspect.Parameter, panel: str) -> inspect.Parameter:
+    """``parameter`` shown under ``panel`` unless its option names a panel of its own."""
+    info = get_args(parameter.annotation)[1]
+    if info.rich_help_panel is not None:
+        return parameter
+    return parameter.replace(annotation=in_panel(parameter.annotation, panel))
 
 
 def _no_type(ctx: Any = None) -> None:
@@ -319,9 +325,28 @@ class BenchCommand(TyperCommand):
 
 
 class WorkloadCommand(BenchCommand):
-    """A workload's command: an option of another workload is an error that names its owner."""
+    """A workload's command: its defaults come from the workload's spec, and an option of
+    another workload is an error that names its owner."""
 
     hint: str | None = None
+    _filled = False
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        self._fill_defaults()
+        return super().make_context(*args, **kwargs)
+
+    def _fill_defaults(self) -> None:
+        """Give each option the spec declares a default for that default (shown in the help)."""
+        if self._filled:
+            return
+        from infer_cli.bench.spec import defaults
+
+        known = defaults(self.name or "")
+        for param in self.params:
+            if param.name in known:
+                param.default = known[param.name]
+                param.required = False
+        self._filled = True
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         try:
@@ -355,38 +380,47 @@ class WorkloadCommand(BenchCommand):
         )
 
 
-Build = Callable[[int, int | None], Any]
-"""A workload's ``build(seed, --num-requests) -> Workload``."""
-Runner = Callable[[str, Build, dict[str, Any]], None]
+def spec_options(workload: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A workload command's values as the spec's fields: negated flags turned around, options
+    not given (``None``) left out so that the spec's default applies."""
+    options: dict[str, Any] = {"workload": workload}
+    for name, value in values.items():
+        if name in NEGATED:
+            options[NEGATED[name]] = not value
+        elif value is not None:
+            options[name] = value
+    return options
+
+
+Run = Callable[["BenchSpec", Results], None]
 
 
 def workload_command(
     app: typer.Typer,
     name: str,
-    run: Runner,
+    run: Run,
     *,
     examples: tuple[str, ...],
     sweep: bool = True,
     synthetic: bool = True,
     hint: str | None = None,
-) -> Callable[[Callable[..., Build]], Callable[..., Build]]:
-    """Register ``infer bench NAME``: the decorated function takes the workload's own options and
-    returns ``build(seed)``; ``run(name, build, shared options)`` does the rest."""
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register ``infer bench NAME``: the decorated function's parameters are the workload's own
+    options and its docstring the command's help; ``run(spec, results)`` does the rest."""
 
-    def register(own: Callable[..., Build]) -> Callable[..., Build]:
-        mine = _parameters(own)
-        templates: list[Callable[..., None]] = [_server, *([_sweep] if sweep else []), _run]
+    def register(own: Callable[..., None]) -> Callable[..., None]:
+        shared = [_panelled(p, SERVER) for p in _parameters(_server)]
+        templates: list[Callable[..., None]] = [*([_sweep] if sweep else []), _run]
         templates += [_synthetic if synthetic else _literal, _output]
-        shared = _parameters(*templates)
+        shared += _parameters(*templates)
 
         def command(**values: Any) -> None:
-            build = own(**{p.name: values.pop(p.name) for p in mine})
-            values.setdefault("concurrency", None)
-            values.setdefault("rate", None)
-            values.setdefault("burstiness", 1.0)
-            run(name, build, values)
+            from infer_cli.bench.spec import parse
 
-        command.__signature__ = inspect.Signature([*mine, *shared])  # type: ignore[attr-defined]
+            results = Results(**{key: values.pop(key) for key in RESULTS})
+            run(parse(spec_options(name, values)), results)
+
+        command.__signature__ = inspect.Signature([*_parameters(own), *shared])  # type: ignore[attr-defined]
         doc = " ".join((inspect.getdoc(own) or "").split())
         epilog = "Examples:\n\n" + "\n\n".join(examples)
         cls = type(f"{own.__name__}_command", (WorkloadCommand,), {"hint": hint})

@@ -10,7 +10,8 @@ Each short flag means one thing everywhere (the README's table lists them): ``-u
 
 from __future__ import annotations
 
-from typing import Annotated
+import copy
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -23,6 +24,7 @@ __all__ = [
     "ProfileOption",
     "SetOption",
     "UrlOption",
+    "in_panel",
     "resolve_url",
 ]
 
@@ -90,3 +92,12 @@ ModelOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def in_panel(option: Any, panel: str) -> Any:
+    """``option`` (one of the ``Annotated`` options above) shown under ``panel`` in a command's
+    help: the same flags, environment variable and help text, declared once."""
+    kind, info = get_args(option)
+    moved = copy.copy(info)
+    moved.rich_help_panel = panel
+    return Annotated[kind, moved]
