@@ -15,6 +15,7 @@ is ``engine_metrics=False``); the command line turns them around.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,7 @@ Budget = Annotated[ErrorBudget, BeforeValidator(_budget)]
 # --- the shared options ----------------------------------------------------------------------
 
 
-class _Spec(BaseModel):
+class _Spec(BaseModel, ABC):
     """The options every workload takes: server, requests, run, results."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -151,7 +152,7 @@ class _Spec(BaseModel):
     slo: Slo = Field(default_factory=dict)
     """Goodput objectives in seconds, by metric (ttft, tpot, e2e)."""
     max_errors: Budget = Field(default="0", validate_default=True)
-    """Written as the option is (``3``, ``5%``), so that the help shows it so."""
+    """The default is written as a user types it (the help shows it so), then validated."""
     engine_metrics: bool = True
 
     requests: ClassVar[int | None] = None
@@ -172,11 +173,12 @@ class _Spec(BaseModel):
         """Requests per second (``inf``: each as soon as a slot is free) and gamma shape."""
         return math.inf, 1.0
 
+    @abstractmethod
     def build(self, seed: int) -> Workload:
         """The workload to send, shaped by ``seed``."""
-        raise NotImplementedError
 
     def _count(self) -> int:
+        """Requests to build: ``--num-requests``, else the workload's own count."""
         return self.num_requests or self.requests or 1
 
 
@@ -337,7 +339,7 @@ BenchSpec = Annotated[
 SPECS: tuple[type[_Spec], ...] = get_args(get_args(BenchSpec)[0])
 WORKLOADS: tuple[str, ...] = tuple(str(spec.model_fields["workload"].default) for spec in SPECS)
 
-_adapter: TypeAdapter[Any] | None = None
+_ADAPTER: TypeAdapter[BenchSpec] = TypeAdapter(BenchSpec)
 
 
 def parse(options: Mapping[str, Any]) -> BenchSpec:
@@ -346,12 +348,9 @@ def parse(options: Mapping[str, Any]) -> BenchSpec:
     Raises :class:`UsageError` naming the first bad option's flag, what is wrong and where to
     look; an option that is not given takes the workload's default.
     """
-    global _adapter
-    if _adapter is None:
-        _adapter = TypeAdapter(BenchSpec)
     workload = str(options.get("workload"))
     try:
-        spec: BenchSpec = _adapter.validate_python(dict(options))
+        spec = _ADAPTER.validate_python(dict(options))
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
