@@ -389,20 +389,6 @@ async def test_send_with_keepalive_passes_a_source_error_through() -> None:
         await sse.send_with_keepalive(failing(), emit, 0.1)
 
 
-async def test_event_splitter_reassembles_cut_events() -> None:
-    splitter = sse.EventSplitter()
-    events = [
-        *splitter.feed(b'data: {"a"'),
-        *splitter.feed(b":1}\n\ndata: x\r\n\r\n: c"),
-        *splitter.feed(b"\n\ndata: [DONE]\n\n"),
-        *splitter.feed(b"data: tail"),
-        *splitter.rest(),
-    ]
-    data = [sse.event_data(event) for event in events]
-    assert data == [b'{"a":1}', b"x", None, b"[DONE]", b"tail"]
-    assert splitter.feed(b"data: 1\n\n") == [b"data: 1\n\n"]
-
-
 async def test_exchange_rewrites_a_stream_and_records_it() -> None:
     records: list[Any] = []
     exchange = Exchange(

@@ -1,4 +1,5 @@
-"""The proxy's pure parts: SSE transformations, the error shape, header filtering."""
+"""The proxy's pure parts: SSE transformations, the error shape, header filtering (the SSE codec
+itself: tests/test_wire_sse.py)."""
 
 from __future__ import annotations
 
@@ -87,10 +88,8 @@ def test_error_event_is_openrouters_mid_stream_chunk() -> None:
     assert chunk["choices"] == [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]
 
 
-def test_sse_helpers() -> None:
-    assert sse.comment("a\nb") == b": a\n: b\n\n"
-    assert sse.data_event("[DONE]") == sse.DONE
-    assert sse.data_event({"a": 1}) == b'data: {"a":1}\n\n'
+def test_keepalive_is_openrouters_comment() -> None:
+    assert sse.KEEPALIVE_COMMENT == b": OPENROUTER PROCESSING\n\n"
 
 
 def test_error_body_shape() -> None:

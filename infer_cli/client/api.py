@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from infer_cli.client import DEFAULT_URL
-from infer_cli.client.sse import SSEDecoder
 from infer_cli.errors import (
     APIStatusError,
     AuthenticationError,
@@ -34,6 +33,7 @@ from infer_cli.errors import (
     StreamError,
     UsageError,
 )
+from infer_cli.wire.sse import SSEDecoder
 
 SERVE_HINT = "start one with `infer serve` or point --url / INFER_URL at a running endpoint"
 KEY_HINT = "pass --api-key or set INFER_API_KEY"

@@ -1,42 +1,45 @@
-"""Server-sent events: the codec pieces and small transformations of a byte stream.
+"""The proxy's event streams: OpenRouter's pieces and small transformations of a byte stream.
 
-A stream is an ``AsyncIterator[bytes]``; a transformation takes one and returns another. Here:
-building events (``data_event``, OpenRouter's mid-stream ``error_event``), cutting bytes into whole
-events (``EventSplitter``, ``event_data``), and keep-alive comments, either before the first chunk
-of any byte stream (``with_keepalive``) or in every gap of a stream of whole events
-(``send_with_keepalive``). Nothing here imports a web framework.
+The codec itself (cutting bytes into events, reading and writing ``data:`` events) is
+:mod:`infer_cli.wire.sse`, the one the client and the load generator use too; it is re-exported
+here so that the proxy reads its streams through one module. What is the proxy's own: OpenRouter's
+mid-stream ``error_event`` and keep-alive comment, and the transformations. A stream is an
+``AsyncIterator[bytes]``; a transformation takes one and returns another. Keep-alive comments go
+either before the first chunk of any byte stream (``with_keepalive``) or in every gap of a stream
+of whole events (``send_with_keepalive``). Nothing here imports a web framework.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from infer_cli.proxy.errors import error_body
+from infer_cli.wire import sse as wire
+from infer_cli.wire.sse import DONE, EventSplitter, comment, data_event, event_data
+
+__all__ = [
+    "DONE",
+    "KEEPALIVE_COMMENT",
+    "ByteStream",
+    "EventSplitter",
+    "StreamTransform",
+    "comment",
+    "compose",
+    "data_event",
+    "error_event",
+    "event_data",
+    "send_with_keepalive",
+    "with_keepalive",
+]
 
 ByteStream = AsyncIterator[bytes]
 StreamTransform = Callable[[ByteStream], ByteStream]
 
-KEEPALIVE_COMMENT = b": OPENROUTER PROCESSING\n\n"
+KEEPALIVE_COMMENT = comment("OPENROUTER PROCESSING")
 """OpenRouter's keep-alive: an SSE comment, which every client must ignore."""
-
-DONE = b"data: [DONE]\n\n"
-
-
-def comment(text: str) -> bytes:
-    """One SSE comment line (never seen by clients as data)."""
-    return b"".join(b": " + line.encode() + b"\n" for line in text.splitlines() or [""]) + b"\n"
-
-
-def data_event(payload: Mapping[str, Any] | str) -> bytes:
-    """One ``data:`` event carrying a JSON object (or a literal string such as ``[DONE]``)."""
-    text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    return f"data: {text}\n\n".encode()
 
 
 def error_event(
@@ -62,7 +65,6 @@ def error_event(
     }
     if provider is not None:
         chunk["provider"] = provider
-    chunk["error"] = error_body(status, message, error_type=error_type)["error"]
     choice: dict[str, Any] = {"index": 0}
     if text:
         choice["text"] = ""
@@ -70,48 +72,7 @@ def error_event(
         choice["delta"] = {"content": ""}
     choice["finish_reason"] = "error"
     chunk["choices"] = [choice]
-    return data_event(chunk)
-
-
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-
-
-class EventSplitter:
-    """Whole SSE events (each with its blank-line terminator) from arbitrarily cut bytes."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """The events that ``chunk`` completes."""
-        buffer = self._buffer + chunk if self._buffer else chunk
-        events: list[bytes] = []
-        start = 0
-        if b"\r" in buffer:
-            while match := _EVENT_END.search(buffer, start):
-                events.append(buffer[start : match.end()])
-                start = match.end()
-        else:  # the usual case, and the same split without the regular expression
-            while (end := buffer.find(b"\n\n", start)) >= 0:
-                events.append(buffer[start : end + 2])
-                start = end + 2
-        self._buffer = buffer[start:]
-        return events
-
-    def rest(self) -> list[bytes]:
-        """A trailing piece without a terminator, once the source ended."""
-        rest, self._buffer = self._buffer, b""
-        return [rest] if rest.strip() else []
-
-
-def event_data(event: bytes) -> bytes | None:
-    """The ``data`` of one event (its ``data:`` lines joined), or None for a comment-only event."""
-    if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2:
-        return event[6:-2]  # the usual case: one data line
-    lines = [line for line in event.splitlines() if line.startswith(b"data:")]
-    if not lines:
-        return None
-    return b"\n".join(line[6:] if line.startswith(b"data: ") else line[5:] for line in lines)
+    return wire.error_event(status, message, error_type=error_type, chunk=chunk)
 
 
 def compose(source: ByteStream, *transforms: StreamTransform) -> ByteStream:

@@ -1,4 +1,5 @@
-"""The client package's pure parts: SSE decoding, endpoint URLs, Prometheus text, model listings."""
+"""The client package's pure parts: endpoint URLs, Prometheus text, model listings (its SSE
+decoding is infer_cli.wire.sse's: tests/test_wire_sse.py)."""
 
 from __future__ import annotations
 
@@ -9,59 +10,7 @@ import pytest
 from infer_cli.client.api import StreamChunk, parse_endpoint
 from infer_cli.client.listing import model_info
 from infer_cli.client.metrics import Samples, parse, parse_line, ratio
-from infer_cli.client.sse import SSEDecoder, SSEEvent, decode
 from infer_cli.errors import UsageError
-
-STREAM = (
-    b": OPENROUTER PROCESSING\n\n"
-    b'data: {"a": 1}\n\n'
-    b"event: note\r\ndata: line one\r\ndata: line two\r\n\r\n"
-    b"id: 7\ndata: caf\xc3\xa9\n\n"
-    b"data: [DONE]\n\n"
-)
-EXPECTED = [
-    SSEEvent('{"a": 1}'),
-    SSEEvent("line one\nline two", event="note"),
-    SSEEvent("café", id="7"),
-    SSEEvent("[DONE]", id="7"),
-]
-
-
-# --- SSE -----------------------------------------------------------------------------------------
-
-
-def test_sse_whole_stream() -> None:
-    decoder = SSEDecoder()
-    assert decoder.feed(STREAM) + decoder.close() == EXPECTED
-    assert decoder.comments == 1 and decoder.last_comment == "OPENROUTER PROCESSING"
-    assert EXPECTED[-1].done and not EXPECTED[0].done
-    assert EXPECTED[0].json() == {"a": 1}
-
-
-@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 64])
-def test_sse_any_cut_gives_the_same_events(size: int) -> None:
-    """Chunks may split lines, CRLF pairs and multi-byte characters anywhere."""
-    chunks = [STREAM[i : i + size] for i in range(0, len(STREAM), size)]
-    assert list(decode(chunks)) == EXPECTED
-
-
-def test_sse_cr_only_line_ends_and_cr_at_chunk_end() -> None:
-    assert list(decode([b"data: a\r", b"\r", b"data: b\r\r"])) == [SSEEvent("a"), SSEEvent("b")]
-    assert list(decode([b"data: a\r", b"\n\r\n"])) == [SSEEvent("a")]
-
-
-def test_sse_edge_cases() -> None:
-    # no space after the colon, a field with no colon, unknown fields, retry, BOM, empty data
-    stream = b"\xef\xbb\xbfdata:x\nfoo: bar\nretry: 500\n\ndata\n\n: only a comment\n\n"
-    events = list(decode([stream]))
-    assert events == [SSEEvent("x", retry=500), SSEEvent("")]
-
-
-def test_sse_unterminated_last_event_is_flushed_at_close() -> None:
-    decoder = SSEDecoder()
-    assert decoder.feed(b'data: {"x": 1}') == []
-    assert decoder.close() == [SSEEvent('{"x": 1}')]
-
 
 # --- endpoints -----------------------------------------------------------------------------------
 
