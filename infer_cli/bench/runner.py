@@ -21,17 +21,22 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from infer_cli.bench.http import HTTPFailure, Pool
 from infer_cli.bench.records import RequestRecord
 from infer_cli.bench.schedule import intervals
 from infer_cli.bench.stream import ChunkCounter, error_message, read_stream
 from infer_cli.bench.tokens import Texts
-from infer_cli.bench.workloads import HEAD_KEY, Phase, Session, Turn, Workload, first_seen
-
-Api = Literal["chat", "completions"]
-"""Which OpenAI API a request goes to: ``/chat/completions`` or ``/completions``."""
+from infer_cli.bench.workloads import (
+    HEAD_KEY,
+    Api,
+    Phase,
+    Session,
+    Turn,
+    Workload,
+    first_seen,
+)
 
 CONNECT_FAILURES_TO_ABORT = 3
 """Consecutive connection failures (with nothing succeeding) that mean the server is gone."""
@@ -469,4 +474,4 @@ class _Flow:
         self.running: set[asyncio.Task[None]] = set()
 
 
-__all__ = ["Api", "Load", "Progress", "RunOutcome", "Runner", "Target"]
+__all__ = ["Load", "Progress", "RunOutcome", "Runner", "Target"]

@@ -32,8 +32,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from infer_cli.bench import stats
-from infer_cli.bench.runner import Api
 from infer_cli.bench.workloads import (
+    Api,
     RepeatMode,
     Workload,
     file_workload,

@@ -31,6 +31,10 @@ from infer_cli.errors import UsageError
 
 RepeatMode = Literal["tile", "interleave", "random"]
 
+Api = Literal["chat", "completions"]
+"""Which OpenAI API the prompts go to: ``/chat/completions`` (messages; a session's system prompt
+is a system message) or ``/completions`` (one text)."""
+
 
 class DatasetError(UsageError):
     """A dataset file is missing, unreadable, or not in a format infer bench reads."""
