@@ -92,6 +92,8 @@ class RawTier(Strict):
         return value
 
 
+_MP_POLICIES = ("LRU", "ARC", "noop")  # eviction policies of the cache server
+_IN_PROCESS_POLICIES = ("LRU", "LFU", "FIFO", "MRU")  # and of the in-process connector
 L2Tier = Annotated[FsTier | RedisTier | S3Tier | RawTier, Field(discriminator="type")]
 
 
@@ -176,7 +178,3 @@ class LMCacheSection(Strict):
                 f"use one of {', '.join(_IN_PROCESS_POLICIES)}"
             )
         return self
-
-
-_MP_POLICIES = ("LRU", "ARC", "noop")
-_IN_PROCESS_POLICIES = ("LRU", "LFU", "FIFO", "MRU")
