@@ -1,4 +1,7 @@
-"""Metrics: the exposition format, what the proxy counts, and ``GET /metrics`` over real sockets."""
+"""Metrics: what the proxy counts, and ``GET /metrics`` over real sockets.
+
+The text format itself: ``tests/test_wire_prometheus.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from decimal import Decimal
 
 import pytest
 
-from infer_cli.proxy.exposition import Counter, Gauge, Histogram, Registry, format_value
 from infer_cli.proxy.guards.middleware import GuardConfig
 from infer_cli.proxy.metrics import MAX_MODELS, OTHER, ProxyMetrics, route_label
 from infer_cli.proxy.openrouter.generations import GenerationRecord
@@ -24,54 +26,6 @@ from tests.guard_harness import (
     total,
 )
 from tests.helpers import free_port, wait_until
-
-# --- the exposition format --------------------------------------------------------------------
-
-
-def test_counter_gauge_and_histogram_render_in_the_text_format() -> None:
-    registry = Registry()
-    counter = registry.add(Counter("x_requests_total", "Requests\nanswered", ("route", "status")))
-    gauge = registry.add(Gauge("x_in_flight", "Now"))
-    histogram = registry.add(Histogram("x_seconds", "Time", ("model",), buckets=(0.1, 1, 5)))
-    counter.inc("/v1/a", "200")
-    counter.inc("/v1/a", "200", amount=2)
-    counter.inc('we"ird\\\n', "500")
-    gauge.inc()
-    gauge.inc()
-    gauge.dec()
-    for value in (0.05, 0.1, 0.5, 7.0):
-        histogram.observe(value, "m")
-    assert registry.render() == (
-        "# HELP x_requests_total Requests\\nanswered\n"
-        "# TYPE x_requests_total counter\n"
-        'x_requests_total{route="/v1/a",status="200"} 3\n'
-        'x_requests_total{route="we\\"ird\\\\\\n",status="500"} 1\n'
-        "# HELP x_in_flight Now\n"
-        "# TYPE x_in_flight gauge\n"
-        "x_in_flight 1\n"
-        "# HELP x_seconds Time\n"
-        "# TYPE x_seconds histogram\n"
-        'x_seconds_bucket{model="m",le="0.1"} 2\n'
-        'x_seconds_bucket{model="m",le="1.0"} 3\n'
-        'x_seconds_bucket{model="m",le="5.0"} 3\n'
-        'x_seconds_bucket{model="m",le="+Inf"} 4\n'
-        'x_seconds_sum{model="m"} 7.65\n'
-        'x_seconds_count{model="m"} 4\n'
-    )
-    with pytest.raises(ValueError):
-        registry.add(Gauge("x_in_flight", "again"))
-    with pytest.raises(ValueError):
-        counter.inc("only-one-label")
-    with pytest.raises(ValueError):
-        counter.inc("a", "b", amount=-1)
-
-
-def test_values_are_formatted_as_prometheus_reads_them() -> None:
-    assert format_value(3.0) == "3"
-    assert format_value(0.25) == "0.25"
-    assert format_value(1e-7) == "1e-07"
-    assert format_value(float("inf")) == "+Inf"
-    assert format_value(float("nan")) == "NaN"
 
 
 def test_routes_and_models_are_bounded_label_values() -> None:

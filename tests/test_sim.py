@@ -21,6 +21,7 @@ import pytest
 
 from infer_cli.sim import SimSettings, running
 from infer_cli.sim.tokenizer import split
+from infer_cli.wire.prometheus import parse
 from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,13 +69,17 @@ async def stream_events(http: httpx.AsyncClient, path: str, body: dict[str, Any]
         return events([line async for line in response.aiter_lines()])
 
 
-async def metric(http: httpx.AsyncClient, name: str, labels: str = "") -> float:
-    """One sample of /metrics; ``labels`` are extra ones after the model's."""
-    text = (await http.get("/metrics")).text
-    pattern = re.escape(name) + r"\{engine=\"0\",model_name=\"[^\"]*\"" + re.escape(labels)
-    match = re.search("^" + pattern + r"\} (\S+)$", text, re.MULTILINE)
-    assert match, f"{name} missing from /metrics"
-    return float(match.group(1))
+async def metric(http: httpx.AsyncClient, name: str, **labels: str) -> float:
+    """The one sample of /metrics named ``name`` with vLLM's labels and ``labels``."""
+    found = [
+        sample.value
+        for sample in parse((await http.get("/metrics")).text)
+        if sample.name == name
+        and set(sample.labels) == {"engine", "model_name", *labels}
+        and sample.matches({"engine": "0", **labels})
+    ]
+    assert len(found) == 1, f"{name} {labels} not once in /metrics"
+    return found[0]
 
 
 def assert_error(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
@@ -389,7 +394,7 @@ async def test_metrics_counters_move(sim: Sim) -> None:
         await http.post("/v1/completions", json={"prompt": "a b", "max_tokens": 3, "stop": "@"})
         prompt = await metric(http, "vllm:prompt_tokens_total")
         generated = await metric(http, "vllm:generation_tokens_total")
-        success = await metric(http, "vllm:request_success_total", ',finished_reason="length"')
+        success = await metric(http, "vllm:request_success_total", finished_reason="length")
         ttft_count = await metric(http, "vllm:time_to_first_token_seconds_count")
         running_now = await metric(http, "vllm:num_requests_running")
         kv = await metric(http, "vllm:kv_cache_usage_perc")
@@ -476,7 +481,7 @@ async def test_client_disconnect_cancels_the_generation(sim: Sim) -> None:
                 timeout=httpx.Timeout(10, read=0.3),
             )
         await wait_until(settled(3), timeout=3)
-        assert await metric(http, "vllm:request_success_total", ',finished_reason="abort"') == 3
+        assert await metric(http, "vllm:request_success_total", finished_reason="abort") == 3
         # Every slot is free again: the next request runs at once.
         ok = await http.post("/v1/chat/completions", json={"messages": USER, "max_tokens": 2})
         assert ok.status_code == 200

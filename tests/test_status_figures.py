@@ -66,7 +66,7 @@ def test_watch_shows_request_and_token_rates() -> None:
 
 
 def test_each_replica_behind_the_router_gets_a_row() -> None:
-    from infer_cli.proxy.exposition import merge
+    from infer_cli.wire.prometheus import merge
 
     def engine(running: int, usage: float, hits: int) -> str:
         return "\n".join(

@@ -18,7 +18,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from infer_cli.proxy.exposition import (
+from infer_cli.proxy.guards import limits
+from infer_cli.wire.prometheus import (
     CONTENT_TYPE,
     Counter,
     CounterView,
@@ -26,7 +27,6 @@ from infer_cli.proxy.exposition import (
     Histogram,
     Registry,
 )
-from infer_cli.proxy.guards import limits
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -275,7 +275,7 @@ async def engine_metrics(context: ProxyContext, timeout: float) -> str | None:
     """
     import asyncio
 
-    from infer_cli.proxy.exposition import merge
+    from infer_cli.wire.prometheus import merge
 
     state = context.state
     if not state.metrics_sources:

@@ -9,8 +9,9 @@ import pytest
 
 from infer_cli.client.api import StreamChunk, parse_endpoint
 from infer_cli.client.listing import model_info
-from infer_cli.client.metrics import Samples, parse, parse_line, ratio
+from infer_cli.client.metrics import Samples, ratio
 from infer_cli.errors import UsageError
+from infer_cli.wire.prometheus import parse, parse_line
 
 # --- endpoints -----------------------------------------------------------------------------------
 

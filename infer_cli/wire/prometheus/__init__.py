@@ -1,0 +1,39 @@
+"""Prometheus metrics: recorded here, written and read as text by ``prometheus_client``.
+
+- :mod:`.metrics`: counters, gauges and histograms with labels, in a registry per app. Recording is
+  ours (a dict update per observation); ``benchmarks/metrics_cost.py`` measures what
+  ``prometheus_client``'s own metric classes would cost the proxy per request instead.
+- :mod:`.text`: the text exposition format (0.0.4) written from a registry, parsed into samples,
+  and several sources' texts merged into one, by ``prometheus_client``.
+
+``prometheus_client`` is imported when text is written or read, not when this package is: the CLI's
+``--help`` never pays for it.
+"""
+
+from infer_cli.wire.prometheus.metrics import (
+    CONTENT_TYPE,
+    Counter,
+    CounterView,
+    Gauge,
+    Histogram,
+    Labels,
+    Metric,
+    Registry,
+)
+from infer_cli.wire.prometheus.text import Sample, merge, parse, parse_line, render
+
+__all__ = [
+    "CONTENT_TYPE",
+    "Counter",
+    "CounterView",
+    "Gauge",
+    "Histogram",
+    "Labels",
+    "Metric",
+    "Registry",
+    "Sample",
+    "merge",
+    "parse",
+    "parse_line",
+    "render",
+]
