@@ -1,63 +1,20 @@
-"""The proxy's own HTTP/1.1 pool to the engine, against a scripted server on a real socket: framing
-(chunked, length, until close, informational and bodiless answers, bytes cut anywhere), reuse and
-its limits, timeouts, and the engine's failures as httpx's exceptions.
+"""The proxy's httpx transport over wire's HTTP/1.1 pool, against a scripted server on a socket:
+what httpx's side sees (requests sent whole or streamed chunked, httpx's timeouts and limits, its
+exceptions, a closed response closing its connection). The framing itself is tested once, in
+``test_wire_http1``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from infer_cli.proxy.upstream.transport import UpstreamTransport
-
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
-
-
-@dataclass
-class Server:
-    """Answers each connection with ``script``; counts connections and records request heads."""
-
-    script: Script
-    connections: int = 0
-    heads: list[bytes] = field(default_factory=list)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    port: int = 0
-
-    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
-        head = await reader.readuntil(b"\r\n\r\n")
-        self.heads.append(head)
-        for line in head.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length" and int(value):
-                await reader.readexactly(int(value))
-        return head
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            await self.script(reader, writer, self)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-
-@contextlib.asynccontextmanager
-async def serving(script: Script) -> AsyncIterator[Server]:
-    server = Server(script)
-    listener = await asyncio.start_server(server._handle, "127.0.0.1", 0)
-    server.port = listener.sockets[0].getsockname()[1]
-    try:
-        yield server
-    finally:
-        listener.close()
+from tests.scripted_server import OK, Server, answer, serving
 
 
 @contextlib.asynccontextmanager
@@ -71,44 +28,17 @@ async def client(**options: float) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def url(server: Server, path: str = "/v1/x") -> str:
-    return f"http://127.0.0.1:{server.port}{path}"
-
-
-CHUNKED = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-    b"9\r\ndata: 1\n\n\r\n"
-    b"9;ext=1\r\ndata: 2\n\n\r\n"
-    b"0\r\nx-trailer: t\r\n\r\n"
-)
-
-
-def answer(raw: bytes, *, requests: int = 1, drip: int = 0) -> Script:
-    """Answer ``requests`` requests on a connection with ``raw`` (``drip`` bytes per write)."""
-
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
-        for _ in range(requests):
-            await s.read_request(reader)
-            if drip:
-                for at in range(0, len(raw), drip):
-                    writer.write(raw[at : at + drip])
-                    await writer.drain()
-                    await asyncio.sleep(0)
-            else:
-                writer.write(raw)
-            await writer.drain()
-        await reader.read()  # until the client closes
-
-    return script
-
-
-@pytest.mark.parametrize("drip", [0, 1, 7])
-async def test_a_chunked_answer_cut_anywhere_reads_whole(drip: int) -> None:
-    async with serving(answer(CHUNKED, drip=drip)) as server, client() as http:
-        async with http.stream("POST", url(server), content=b"{}") as response:
+async def test_a_streamed_answer_through_httpx() -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"9\r\ndata: 1\n\n\r\n9\r\ndata: 2\n\n\r\n0\r\n\r\n"
+    )
+    async with serving(answer(raw, drip=5)) as server, client() as http:
+        async with http.stream("POST", server.url(), content=b"{}") as response:
             body = b"".join([chunk async for chunk in response.aiter_raw()])
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/event-stream"
+        assert response.extensions["http_version"] == b"HTTP/1.1"
         assert body == b"data: 1\n\ndata: 2\n\n"
 
 
@@ -116,46 +46,13 @@ async def test_connections_are_reused_and_requests_sent_whole() -> None:
     raw = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
     async with serving(answer(raw, requests=3)) as server, client() as http:
         for _ in range(3):
-            response = await http.post(url(server, "/v1/y?a=1"), content=b"abc")
+            response = await http.post(server.url("/v1/y?a=1"), content=b"abc")
             assert response.content == b"hello"
     assert server.connections == 1
-    head = server.heads[0]
-    assert head.startswith(b"POST /v1/y?a=1 HTTP/1.1\r\n")
-    assert b"\r\nHost: 127.0.0.1:" in head
-    assert b"\r\nContent-Length: 3\r\n" in head
-
-
-async def test_a_body_until_the_connection_closes() -> None:
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
-        await s.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\npart one, ")
-        await writer.drain()
-        writer.write(b"part two")
-
-    async with serving(script) as server, client() as http:
-        for _ in range(2):
-            response = await http.get(url(server))
-            assert response.content == b"part one, part two"
-    assert server.connections == 2  # not reused
-
-
-async def test_informational_answers_are_skipped_and_head_has_no_body() -> None:
-    raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n"
-    head_answer = b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n"
-
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
-        await s.read_request(reader)
-        writer.write(raw)
-        await s.read_request(reader)
-        writer.write(head_answer)
-        await reader.read()
-
-    async with serving(script) as server, client() as http:
-        first = await http.post(url(server), content=b"x")
-        assert (first.status_code, first.headers["x-a"], first.content) == (204, "1", b"")
-        second = await http.head(url(server))
-        assert (second.status_code, second.content) == (200, b"")
-    assert server.connections == 1
+    first = server.heads[0]
+    assert first.startswith(b"POST /v1/y?a=1 HTTP/1.1\r\n")
+    assert b"\r\nHost: 127.0.0.1:" in first
+    assert b"\r\nContent-Length: 3\r\n" in first
 
 
 async def test_closing_a_response_early_closes_its_connection() -> None:
@@ -167,14 +64,14 @@ async def test_closing_a_response_early_closes_its_connection() -> None:
         s.closed.set()
 
     async with serving(script) as server, client() as http:
-        async with http.stream("POST", url(server), content=b"{}") as response:
+        async with http.stream("POST", server.url(), content=b"{}") as response:
             async for chunk in response.aiter_raw():
                 assert chunk == b"first"
                 break
         await asyncio.wait_for(server.closed.wait(), 2)
 
 
-async def test_the_engine_going_away_is_a_remote_protocol_error() -> None:
+async def test_the_engine_going_away_is_httpx_remote_protocol_error() -> None:
     async def no_answer(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server
     ) -> None:
@@ -188,46 +85,31 @@ async def test_the_engine_going_away_is_a_remote_protocol_error() -> None:
 
     async with serving(no_answer) as server, client() as http:
         with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
-            await http.get(url(server))
+            await http.get(server.url())
     async with serving(half_answer) as server, client() as http:
-        response = await http.send(http.build_request("GET", url(server)), stream=True)
+        response = await http.send(http.build_request("GET", server.url()), stream=True)
         with pytest.raises(httpx.RemoteProtocolError, match="complete message body"):
             await response.aread()
         await response.aclose()
+    garbled = answer(b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n")
+    async with serving(garbled) as server, client() as http:
+        with pytest.raises(httpx.RemoteProtocolError, match="malformed header"):
+            await http.get(server.url())
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"SPDY/3 200 OK\r\n\r\n",
-        b"HTTP/1.1 2000 OK\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
-    ],
-)
-async def test_a_garbled_answer_is_a_remote_protocol_error(raw: bytes) -> None:
-    async with serving(answer(raw)) as server, client() as http:
-        with pytest.raises(httpx.RemoteProtocolError):
-            response = await http.get(url(server))
-            await response.aread()
-
-
-async def test_silence_is_a_read_timeout_before_and_during_the_body() -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
-        await s.read_request(reader)
-        await asyncio.sleep(5)
-
+async def test_httpx_read_timeouts_apply_before_and_during_the_body() -> None:
     async def stalls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(reader)
+        writer.write(OK)
         await s.read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n")
         await asyncio.sleep(5)
 
-    async with serving(silent) as server, client(timeout=0.2) as http:
-        with pytest.raises(httpx.ReadTimeout):
-            await http.get(url(server))
-    async with serving(stalls) as server, client(timeout=0.2) as http:
-        response = await http.send(http.build_request("GET", url(server)), stream=True)
+    async with serving(stalls) as server, client(timeout=60) as http:
+        assert (await http.get(server.url())).content == b"ok"
+        response = await http.send(
+            http.build_request("GET", server.url(), timeout=0.2), stream=True
+        )
         chunks = response.aiter_raw()
         assert await anext(chunks) == b"a"
         with pytest.raises(httpx.ReadTimeout):
@@ -235,74 +117,34 @@ async def test_silence_is_a_read_timeout_before_and_during_the_body() -> None:
         await response.aclose()
 
 
-async def test_a_short_timeout_on_a_reused_connection_still_applies() -> None:
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
-        await s.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        await s.read_request(reader)
-        await asyncio.sleep(5)
-
-    async with serving(script) as server, client(timeout=60) as http:
-        assert (await http.get(url(server))).content == b"ok"
-        started = asyncio.get_running_loop().time()
-        with pytest.raises(httpx.ReadTimeout):
-            await http.get(url(server), timeout=0.2)
-        assert asyncio.get_running_loop().time() - started < 2
-
-
-async def test_requests_beyond_the_limit_wait_for_a_connection_or_time_out() -> None:
+async def test_requests_beyond_the_limit_wait_or_time_out_as_httpx_pool_timeout() -> None:
     gate = asyncio.Event()
-    raw = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
         while True:
             await s.read_request(reader)
             await gate.wait()
-            writer.write(raw)
+            writer.write(OK)
             await writer.drain()
 
     async with serving(script) as server, client(max_connections=1, pool=0.2) as http:
-        first = asyncio.ensure_future(http.get(url(server)))
+        first = asyncio.ensure_future(http.get(server.url()))
         await asyncio.sleep(0.05)
         with pytest.raises(httpx.PoolTimeout):
-            await http.get(url(server))
-        second = asyncio.ensure_future(http.get(url(server), timeout=5))
+            await http.get(server.url())
+        second = asyncio.ensure_future(http.get(server.url(), timeout=5))
         await asyncio.sleep(0.05)
         gate.set()
         assert (await first).content == (await second).content == b"ok"
     assert server.connections == 1
 
 
-async def test_a_connection_the_engine_closed_while_idle_is_not_reused() -> None:
-    raw = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
-        await s.read_request(reader)
-        writer.write(raw)
-        await writer.drain()  # then close, as a server whose keep-alive time is over
-
-    async with serving(script) as server, client() as http:
-        for _ in range(3):
-            assert (await http.get(url(server))).content == b"ok"
-            await asyncio.sleep(0.05)
-    assert server.connections == 3
-
-
-async def test_idle_connections_expire() -> None:
-    raw = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-    async with serving(answer(raw, requests=2)) as server, client(keepalive_expiry=0.1) as http:
-        assert (await http.get(url(server))).content == b"ok"
-        await asyncio.sleep(0.2)
-        assert (await http.get(url(server))).content == b"ok"
-    assert server.connections == 2
-
-
-async def test_a_refused_connection_is_a_connect_error() -> None:
+async def test_a_refused_connection_is_httpx_connect_error() -> None:
     async with serving(answer(b"")) as server:
-        port = server.port
+        url = server.url()
     async with client() as http:
         with pytest.raises(httpx.ConnectError):
-            await http.get(f"http://127.0.0.1:{port}/")
+            await http.get(url)
 
 
 async def test_a_streamed_request_body_is_sent_chunked() -> None:
@@ -320,7 +162,7 @@ async def test_a_streamed_request_body_is_sent_chunked() -> None:
         yield b"defgh"
 
     async with serving(script) as server, client() as http:
-        response = await http.post(url(server), content=parts())
+        response = await http.post(server.url(), content=parts())
         assert response.status_code == 200
     assert b"transfer-encoding: chunked" in server.heads[0].lower()
     assert received == [b"3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n"]

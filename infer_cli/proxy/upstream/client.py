@@ -205,11 +205,7 @@ def _connection_tokens(pairs: Iterable[tuple[str, str]]) -> set[str]:
 
 async def open_response(client: httpx.AsyncClient, request: UpstreamRequest) -> httpx.Response:
     """Send ``request`` and return once the engine's status and headers arrived (the body is not
-    read).
-
-    Transport failures become :class:`ProxyError` with the status the client gets: 502 when the
-    engine cannot be reached or drops the connection, 408 (OpenRouter's timeout status) when it
-    stays silent longer than the read timeout, 503 when every pooled connection stays busy.
+    read). A transport failure raises :func:`upstream_error`'s :class:`ProxyError`.
     """
     try:
         if isinstance(client, UpstreamClient) and client.handles(request.url):
@@ -218,35 +214,8 @@ async def open_response(client: httpx.AsyncClient, request: UpstreamRequest) -> 
             request.method, request.url, headers=request.headers, content=request.content
         )
         return await client.send(built, stream=True)
-    except httpx.ConnectTimeout as exc:
-        raise ProxyError(
-            502,
-            f"the engine did not accept a connection: {_describe(exc)}",
-            error_type=errors.PROVIDER_UNAVAILABLE,
-        ) from exc
-    except httpx.PoolTimeout as exc:
-        raise ProxyError(
-            503,
-            "every connection to the engine stayed busy; try again",
-            error_type=errors.PROVIDER_OVERLOADED,
-            headers={"Retry-After": str(errors.RETRY_AFTER_SECONDS)},
-        ) from exc
-    except httpx.TimeoutException as exc:
-        raise ProxyError(
-            408, f"the engine did not answer in time: {_describe(exc)}", error_type=errors.TIMEOUT
-        ) from exc
-    except httpx.ConnectError as exc:
-        raise ProxyError(
-            502,
-            f"cannot reach the engine: {_describe(exc)}",
-            error_type=errors.PROVIDER_UNAVAILABLE,
-        ) from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise ProxyError(
-            502,
-            f"the engine failed to answer: {_describe(exc)}",
-            error_type=errors.PROVIDER_UNAVAILABLE,
-        ) from exc
+        raise upstream_error(exc, started=False) from exc
 
 
 async def iter_body(response: httpx.Response) -> AsyncIterator[bytes]:
@@ -260,16 +229,38 @@ async def iter_body(response: httpx.Response) -> AsyncIterator[bytes]:
         async for chunk in source:
             if chunk:
                 yield chunk
-    except httpx.TimeoutException as exc:
-        raise UpstreamStreamError(
-            408, f"the engine stopped sending: {_describe(exc)}", error_type=errors.TIMEOUT
-        ) from exc
     except httpx.HTTPError as exc:
-        raise UpstreamStreamError(
-            502,
-            f"the engine broke off its answer: {_describe(exc)}",
-            error_type=errors.PROVIDER_UNAVAILABLE,
-        ) from exc
+        raise upstream_error(exc, started=True) from exc
+
+
+def upstream_error(exc: httpx.HTTPError | httpx.InvalidURL, *, started: bool) -> ProxyError:
+    """The one mapping of a transport failure to the status the client gets: 502 when the engine
+    cannot be reached or drops the connection, 408 (OpenRouter's timeout status) when it stays
+    silent longer than the read timeout, 503 when every pooled connection stays busy. Once the
+    engine's answer ``started``, an :class:`UpstreamStreamError` (the status can no longer be
+    sent as an HTTP status).
+    """
+    error = UpstreamStreamError if started else ProxyError
+    what = _describe(exc)
+    if isinstance(exc, httpx.PoolTimeout):
+        return error(
+            503,
+            "every connection to the engine stayed busy; try again",
+            error_type=errors.PROVIDER_OVERLOADED,
+            headers={"Retry-After": str(errors.RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, httpx.ConnectTimeout):
+        message = f"the engine did not accept a connection: {what}"
+    elif isinstance(exc, httpx.TimeoutException):
+        verb = "stopped sending" if started else "did not answer in time"
+        return error(408, f"the engine {verb}: {what}", error_type=errors.TIMEOUT)
+    elif isinstance(exc, httpx.ConnectError):
+        message = f"cannot reach the engine: {what}"
+    elif started:
+        message = f"the engine broke off its answer: {what}"
+    else:
+        message = f"the engine failed to answer: {what}"
+    return error(502, message, error_type=errors.PROVIDER_UNAVAILABLE)
 
 
 async def error_message(response: httpx.Response) -> str:

@@ -1,11 +1,14 @@
-"""One HTTP/1.1 connection to the engine: it sends a request and parses the response as it comes.
+"""One HTTP/1.1 client connection: it writes a request and parses the response as it comes.
 
-Each connection is an asyncio protocol that parses the response as its bytes arrive (status line,
-headers, then a body framed by ``Content-Length``, chunked encoding or the connection's end) and
-hands body bytes to the reader as they come, with no copy per layer. A connection the engine
-closed is known closed at once (the protocol sees the EOF). Failures and timeouts are httpx's
-exceptions, as httpcore raises them. The pool that lends these connections out is
-:mod:`infer_cli.proxy.upstream.transport`.
+Each connection is an asyncio protocol that parses the response as its bytes arrive (the head, then
+a body framed by ``Content-Length``, chunked encoding or the connection's end) and hands body bytes
+to the reader as they come: every piece that arrived since the last read comes out as one
+``bytes``, with no copy per layer and one wake-up per socket read, however many chunks it held. A
+connection the server closed is known closed at once (the protocol sees the EOF), and one that sat
+idle is checked for a pending EOF without reading (:meth:`Connection.alive`). Both hot paths speak
+HTTP/1.1 through it: the proxy's upstream (as an httpx transport) and the load generator. The pool
+that lends connections out is :mod:`infer_cli.wire.http1.pool`; failures and timeouts are httpx's
+exceptions (:mod:`infer_cli.wire.http1.errors`).
 """
 
 from __future__ import annotations
@@ -18,33 +21,46 @@ from typing import cast
 
 import httpx
 
-Origin = tuple[bytes, bytes, int]
+from infer_cli.wire.http1.errors import BadResponse, Disconnected
+from infer_cli.wire.http1.head import (
+    MAX_HEAD_BYTES,
+    Framing,
+    ResponseHead,
+    chunk_size,
+    parse_response_head,
+)
 
-MAX_HEAD_BYTES = 64 * 1024
-"""Largest response head (status line and headers) accepted."""
+Origin = tuple[bytes, bytes, int]
+"""Scheme, host and port: the connections to one origin are interchangeable."""
+
 READ_AHEAD_BYTES = 256 * 1024
-"""Body bytes read ahead of the reader before the connection stops reading."""
+"""Body bytes read ahead of the reader before the connection stops reading the socket."""
+MAX_CHUNK_LINE = 1024
+"""Longest chunk-size line (size and extensions) accepted."""
 
 # What a connection is waiting for.
 _IDLE, _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS = range(7)
 _UNTIL_CLOSE, _DONE = 7, 8
-
+_BODY_STATE = {
+    Framing.LENGTH: _LENGTH,
+    Framing.CHUNKED: _CHUNK_SIZE,
+    Framing.UNTIL_CLOSE: _UNTIL_CLOSE,
+}
 
 _TIMER_SLACK = 0.001
 """Timers may fire this early; a deadline due that soon has passed."""
 
 
-class _BadResponse(Exception):
-    """The engine's bytes are not a valid HTTP/1.1 response."""
-
-
-class UpstreamConnection(asyncio.Protocol):
-    """One connection: sends a request, parses its response, feeds the body to one reader."""
+class Connection(asyncio.Protocol):
+    """One connection: writes a request, parses its response, feeds the body to one reader."""
 
     def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> None:
         self.origin = origin
         self.idle_since = 0.0
         self.requests = 0
+        """Requests sent on this connection so far: more than one means it was reused."""
+        self.on_lost: Callable[[Connection], None] | None = None
+        """Called once the connection closed (the pool drops an idle connection the server shut)."""
         self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._closed = False
@@ -53,7 +69,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._remaining = 0
         self._head_request = False
         self._keep_alive = True
-        self._head: tuple[int, bytes, bytes, list[tuple[bytes, bytes]]] | None = None
+        self._head: ResponseHead | None = None
         self._body: collections.deque[bytes] = collections.deque()
         self._queued = 0
         self._error: Exception | None = None
@@ -64,7 +80,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
-        self.on_lost: Callable[[UpstreamConnection], None] | None = None
 
     # --- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -79,8 +94,8 @@ class UpstreamConnection(asyncio.Protocol):
             data, self._rest = self._rest + data, b""
         try:
             self._feed(data)
-        except _BadResponse as exc:
-            self._fail(httpx.RemoteProtocolError(str(exc)))
+        except BadResponse as exc:
+            self._fail(exc)
             self.close()
 
     def eof_received(self) -> bool | None:
@@ -96,14 +111,10 @@ class UpstreamConnection(asyncio.Protocol):
             if exc is not None:
                 self._fail(httpx.ReadError(str(exc) or type(exc).__name__))
             elif state == _HEAD:
-                self._fail(
-                    httpx.RemoteProtocolError("Server disconnected without sending a response.")
-                )
+                self._fail(Disconnected("Server disconnected without sending a response."))
             else:
                 self._fail(
-                    httpx.RemoteProtocolError(
-                        "peer closed connection without sending complete message body"
-                    )
+                    Disconnected("peer closed connection without sending complete message body")
                 )
         self._wake()
         drained = self._drained
@@ -140,7 +151,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def alive(self) -> bool:
         """Not closed, and nothing (an EOF, stray bytes) waiting unread on the socket: the event
-        loop may not have read what the engine sent while this connection sat idle.
+        loop may not have read what the server sent while this connection sat idle.
         """
         return not self._closed and self._fd >= 0 and not _readable(self._fd)
 
@@ -152,43 +163,28 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- one exchange ---------------------------------------------------------------------------
 
-    async def send(self, request: httpx.Request, head: bytes, write_timeout: float | None) -> None:
-        """Write ``request`` (its ``head`` already serialised); the response is read as it comes."""
-        transport = self._transport
-        if transport is None or self._closed:
-            raise httpx.WriteError("the connection to the engine is closed")
+    async def send(
+        self, data: bytes, *, head_request: bool = False, timeout: float | None = None
+    ) -> None:
+        """Start an exchange with ``data`` (the request head, and its body or the start of it);
+        the response is read as it comes. More of a streamed body goes through :meth:`write`.
+        """
+        if self._transport is None or self._closed:
+            raise httpx.WriteError("the connection is closed")
         self._state = _HEAD
         self._head = None
         self._error = None
         self._keep_alive = True
-        self._head_request = request.method == "HEAD"
+        self._head_request = head_request
         self.requests += 1
-        try:
-            body = request.content
-        except httpx.RequestNotRead:
-            transport.write(head)
-            await self._write_stream(request, write_timeout)
-        else:
-            transport.write(head + body if body else head)
-            await self._drain(write_timeout)
+        await self.write(data, timeout)
 
-    async def _write_stream(self, request: httpx.Request, write_timeout: float | None) -> None:
+    async def write(self, data: bytes, timeout: float | None = None) -> None:
+        """Write more of the request, waiting (up to ``timeout``) while the send buffer is full."""
         transport = self._transport
-        assert transport is not None
-        stream = request.stream
-        if not isinstance(stream, httpx.AsyncByteStream):
-            raise httpx.LocalProtocolError("the request body is not an async stream")
-        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-        async for part in stream:
-            if not part:
-                continue
-            transport.write(b"%x\r\n%b\r\n" % (len(part), part) if chunked else part)
-            await self._drain(write_timeout)
-        if chunked:
-            transport.write(b"0\r\n\r\n")
-            await self._drain(write_timeout)
-
-    async def _drain(self, timeout: float | None) -> None:
+        if transport is None or self._closed:
+            raise httpx.WriteError("the connection is closed")
+        transport.write(data)
         if not self._writing_paused or self._closed:
             return
         drained = self._drained = self._loop.create_future()
@@ -196,19 +192,17 @@ class UpstreamConnection(asyncio.Protocol):
             async with asyncio.timeout(timeout):
                 await drained
         except TimeoutError:
-            raise httpx.WriteTimeout("the engine did not take the request in time") from None
+            raise httpx.WriteTimeout("the server did not take the request in time") from None
         finally:
             self._drained = None
 
-    async def response_head(
-        self, timeout: float | None
-    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-        """Status, HTTP version, reason and headers, once they arrived."""
+    async def response_head(self, timeout: float | None) -> ResponseHead:
+        """The response's status line and headers, once they arrived."""
         while self._head is None:
             if self._error is not None:
                 raise self._error
             if not await self._wait(timeout):
-                raise httpx.ReadTimeout("the engine sent no response in time")
+                raise httpx.ReadTimeout("the server sent no response in time")
         return self._head
 
     async def read(self, timeout: float | None) -> bytes:
@@ -221,7 +215,7 @@ class UpstreamConnection(asyncio.Protocol):
             if self._state == _DONE:
                 return b""
             if not await self._wait(timeout):
-                raise httpx.ReadTimeout("the engine sent nothing in time")
+                raise httpx.ReadTimeout("the server sent nothing in time")
 
     def _take(self) -> bytes:
         body = self._body
@@ -234,7 +228,7 @@ class UpstreamConnection(asyncio.Protocol):
         return data
 
     async def _wait(self, timeout: float | None) -> bool:
-        """Wait for news from the engine: False when ``timeout`` passed first.
+        """Wait for news from the server: False when ``timeout`` passed first.
 
         One timer per connection, not one per wait: a wait moves the deadline, and the timer,
         when it fires early, sets itself again for the deadline of the wait then in progress.
@@ -305,10 +299,10 @@ class UpstreamConnection(asyncio.Protocol):
             if state == _CHUNK_SIZE:
                 eol = data.find(b"\r\n", pos)
                 if eol < 0:
-                    if end - pos > 1024:
-                        raise _BadResponse("chunk size line too long")
+                    if end - pos > MAX_CHUNK_LINE:
+                        raise BadResponse("chunk size line too long")
                     break
-                size = _chunk_size(data[pos:eol])
+                size = chunk_size(data[pos:eol])
                 pos = eol + 2
                 if size:
                     self._remaining, self._state = size, _CHUNK_DATA
@@ -325,7 +319,7 @@ class UpstreamConnection(asyncio.Protocol):
                 if end - pos < 2:
                     break
                 if data[pos : pos + 2] != b"\r\n":
-                    raise _BadResponse("a chunk does not end with CRLF")
+                    raise BadResponse("a chunk does not end with CRLF")
                 pos += 2
                 self._state = _CHUNK_SIZE
             elif state == _LENGTH:
@@ -342,15 +336,17 @@ class UpstreamConnection(asyncio.Protocol):
                 stop = data.find(b"\r\n\r\n", pos)
                 if stop < 0:
                     if end - pos > MAX_HEAD_BYTES:
-                        raise _BadResponse("the response head is too large")
+                        raise BadResponse("the response head is too large")
                     break
-                self._parse_head(data[pos:stop])
+                self._start_body(
+                    parse_response_head(data[pos:stop], head_request=self._head_request)
+                )
                 pos = stop + 4
             elif state == _TRAILERS:
                 eol = data.find(b"\r\n", pos)
                 if eol < 0:
                     if end - pos > MAX_HEAD_BYTES:
-                        raise _BadResponse("the trailers are too large")
+                        raise BadResponse("the trailers are too large")
                     break
                 if eol == pos:
                     self._finish()
@@ -362,76 +358,17 @@ class UpstreamConnection(asyncio.Protocol):
         if pos < end:
             self._rest = data[pos:]
 
-    def _parse_head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        version = parts[0]
-        if (
-            len(parts) < 2
-            or version not in (b"HTTP/1.1", b"HTTP/1.0")
-            or len(parts[1]) != 3
-            or not parts[1].isdigit()
-        ):
-            raise _BadResponse(f"not an HTTP/1.1 status line: {lines[0][:80]!r}")
-        status = int(parts[1])
-        reason = parts[2] if len(parts) == 3 else b""
-        if 100 <= status < 200 and status != 101:
+    def _start_body(self, head: ResponseHead | None) -> None:
+        if head is None:
             return  # informational (100 Continue, 103 Early Hints): the answer follows
-        headers: list[tuple[bytes, bytes]] = []
-        length: bytes | None = None
-        chunked = False
-        coded = False
-        keep_alive = version == b"HTTP/1.1"
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name[-1:] in (b" ", b"\t") or line[:1] in (b" ", b"\t"):
-                raise _BadResponse(f"malformed header line: {line[:80]!r}")
-            value = value.strip(b" \t")
-            headers.append((name, value))
-            lower = name.lower()
-            if lower == b"content-length":
-                if length is not None and value != length:
-                    raise _BadResponse("conflicting Content-Length headers")
-                length = value
-            elif lower == b"transfer-encoding":
-                coded = True
-                chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-            elif lower == b"connection":
-                tokens = {token.strip().lower() for token in value.split(b",")}
-                if b"close" in tokens:
-                    keep_alive = False
-                elif b"keep-alive" in tokens:
-                    keep_alive = True
-        self._keep_alive = keep_alive and status != 101
-        self._head = (status, version, reason, headers)
-        if self._head_request or status in (101, 204, 304):
+        self._head = head
+        self._keep_alive = head.keep_alive
+        if head.framing is Framing.NONE:
             self._finish()
-        elif coded:
-            if chunked:
-                self._state = _CHUNK_SIZE
-            else:
-                self._state, self._keep_alive = _UNTIL_CLOSE, False
-        elif length is not None:
-            if not length.isdigit():
-                raise _BadResponse(f"invalid Content-Length: {length[:40]!r}")
-            self._remaining = int(length)
-            if self._remaining:
-                self._state = _LENGTH
-            else:
-                self._finish()
-        else:
-            self._state, self._keep_alive = _UNTIL_CLOSE, False
+            return
+        self._state = _BODY_STATE[head.framing]
+        self._remaining = head.length
         self._wake()
-
-
-def _chunk_size(line: bytes) -> int:
-    size = line.split(b";", 1)[0].strip()
-    if not size or len(size) > 16:
-        raise _BadResponse(f"invalid chunk size: {line[:40]!r}")
-    try:
-        return int(size, 16)
-    except ValueError:
-        raise _BadResponse(f"invalid chunk size: {line[:40]!r}") from None
 
 
 def _readable(fd: int) -> bool:
@@ -442,14 +379,3 @@ def _readable(fd: int) -> bool:
         return bool(poller.poll(0))
     readable, _, _ = select.select([fd], [], [], 0)  # Windows: no poll, but select takes sockets
     return bool(readable)
-
-
-def request_head(request: httpx.Request) -> bytes:
-    """The request line and headers, as sent."""
-    parts = [b"%b %b HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
-    for name, value in request.headers.raw:
-        if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-            raise httpx.LocalProtocolError(f"illegal header {name!r}: CR or LF in it")
-        parts.append(b"%b: %b" % (name, value))
-    parts.append(b"\r\n")
-    return b"\r\n".join(parts)
