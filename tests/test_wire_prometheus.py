@@ -93,6 +93,13 @@ def test_histogram_buckets_are_cumulative_upper_bounds() -> None:
         s.labels["le"]: s.value for s in parse(registry.render()) if s.name == "h_seconds_bucket"
     }
     assert buckets == {"0.5": 1.0, "1.0": 3.0, "+Inf": 5.0}
+    one_by_one = Histogram("a", "A", ("m",), buckets=(0.5, 1.0))
+    at_once = Histogram("a", "A", ("m",), buckets=(0.5, 1.0))
+    values = [0.25, 0.5, 0.75, 2.0, 1.0]
+    for value in values:
+        one_by_one.observe(value, "x")
+    at_once.observe_all(values, "x")
+    assert list(one_by_one.samples()) == list(at_once.samples()) and at_once.count("x") == 5
 
 
 def test_views_read_their_source_at_each_scrape() -> None:

@@ -215,8 +215,8 @@ class ProxyMetrics:
             self.cancelled.inc(model)
         if record.ttft is not None:
             self.ttft.observe(record.ttft, model)
-        for gap in record.itl:
-            self.itl.observe(gap, model)
+        if record.itl:
+            self.itl.observe_all(record.itl, model)
         self.latency.observe(record.latency, model)
         self.prompt_tokens.inc(model, amount=record.prompt_tokens)
         self.completion_tokens.inc(model, amount=record.completion_tokens)

@@ -1,8 +1,9 @@
 """Prometheus metrics: recorded here, written and read as text by ``prometheus_client``.
 
 - :mod:`.metrics`: counters, gauges and histograms with labels, in a registry per app. Recording is
-  ours (a dict update per observation); ``benchmarks/metrics_cost.py`` measures what
-  ``prometheus_client``'s own metric classes would cost the proxy per request instead.
+  ours (a dict update per observation): ``benchmarks/metrics_cost.py`` measured
+  ``prometheus_client``'s own metric classes at 88 µs per 64-chunk completion against 15 µs,
+  +3.3% of the proxy's CPU per request (over the 2% issue 14 allowed).
 - :mod:`.text`: the text exposition format (0.0.4) written from a registry, parsed into samples,
   and several sources' texts merged into one, by ``prometheus_client``.
 
