@@ -91,6 +91,23 @@ def test_splitter_keeps_every_byte_of_every_event() -> None:
         assert len(events) == 5 and splitter.rest() == []
 
 
+@pytest.mark.parametrize(
+    "stream",
+    [STREAM, *(written_with(end) for end in LINE_ENDS.values()), b"data: a\n\n\n\ndata\n\n"],
+)
+def test_feed_data_is_feed_then_event_data(stream: bytes) -> None:
+    for cut in range(len(stream) + 1):
+        events, datas = EventSplitter(), EventSplitter()
+        expected = [
+            data
+            for chunk in cut_at(stream, cut)
+            for event in events.feed(chunk)
+            if (data := event_data(event)) is not None
+        ]
+        found = [data for chunk in cut_at(stream, cut) for data in datas.feed_data(chunk)]
+        assert found == expected and expected, f"cut at {cut}"
+
+
 def test_mixed_line_ends_end_an_event() -> None:
     # a line ended by LF, then a blank line ended by CRLF (and the other way round)
     splitter = EventSplitter()

@@ -15,7 +15,7 @@ from typing import Any
 
 from infer_cli.bench.http import Response
 from infer_cli.bench.records import RequestRecord
-from infer_cli.wire.sse import EventSplitter, event_data
+from infer_cli.wire.sse import EventSplitter
 
 
 class ChunkCounter:
@@ -48,10 +48,9 @@ async def read_stream(
     usage: Any = None
     async for data in response.iter_body():
         now = clock() - started
-        for raw in splitter.feed(data):
-            payload = event_data(raw)
-            if payload is None or payload.strip() == b"[DONE]":
-                continue  # comments (keep-alives), other fields, the end
+        for payload in splitter.feed_data(data):
+            if payload.strip() == b"[DONE]":
+                continue
             try:
                 event = loads(payload)
             except ValueError:
