@@ -6,9 +6,12 @@ generator is this process, a small raw-socket HTTP/1.1 client with one keep-aliv
 stream. At each concurrency (1, 32, 128 streams) rounds alternate direct / proxied, the order
 swapped every round, so that drift on a shared machine hits both sides alike. In a round every
 stream sends ``--requests-per-stream`` streamed chat completions back to back (``--max-tokens``
-each; the simulator paced at ``--ms-per-token``); on the simulator the streams start spread over one
-answer's time (``--stagger``), as independent clients do, rather than all in the same millisecond
-(``--burst``). Reported per concurrency:
+each; the simulator paced at ``--ms-per-token``, its first token after ``--first-token-ms``, or
+with ``--ms-per-token 0`` saturated: every chunk at once); on the simulator the streams start spread
+over one answer's time (``--stagger``), as independent clients do, rather than all in the same
+millisecond (``--burst``). The proxy runs with the full contract (``--contract full``: an API key
+the client sends, rate and concurrency limits far above the load, prices; metrics and usage are
+always on), or ``--contract bare``. Reported per concurrency:
 
 - TTFT, request written to first content token read: median and p99 of each side, and what the
   proxy adds;
@@ -121,7 +124,7 @@ def start_sim(stack: Stack, options: argparse.Namespace) -> tuple[Target, str]:
     settings = {
         "model": SIM_MODEL,
         "ms_per_output_token": options.ms_per_token,
-        "first_token_ms": 0.0,
+        "first_token_ms": options.first_token_ms if options.ms_per_token else 0.0,
         "prefill_ms_per_token": 0.01,
         "max_num_seqs": 256,
         "max_tokens_default": options.max_tokens,
@@ -158,21 +161,56 @@ def start_cpu_engine(stack: Stack, options: argparse.Namespace) -> tuple[Target,
     return Target("direct", port, key, vllm.pid), plan.model
 
 
-def start_proxy(stack: Stack, profile: str, engine: Target, model: str, home: Path) -> Target:
+CLIENT_KEY = "bench-client-key"
+FULL_CONTRACT = [
+    # Limits on, far above the load (every request is checked and counted, none refused), and
+    # prices, so that every generation is priced: OpenRouter's contract as a provider runs it.
+    "proxy.rate_limit_rpm=100000000",
+    "proxy.rate_limit_tpm=1000000000000",
+    "proxy.max_concurrent_per_key=100000",
+    "proxy.max_concurrent=100000",
+    'openrouter.pricing.prompt="0.0000002"',
+    'openrouter.pricing.completion="0.0000008"',
+    'openrouter.pricing.input_cache_read="0.0000001"',
+]
+
+
+def start_proxy(
+    stack: Stack,
+    profile: str,
+    engine: Target,
+    model: str,
+    home: Path,
+    contract: str,
+    probe: Path | None = None,
+) -> Target:
+    """``infer serve --upstream``; with the ``full`` contract an API key (the client sends it),
+    rate and concurrency limits and prices are on; metrics and usage always are. With ``probe``
+    the proxy runs under ``_proxy_probe.py``, which writes its loop-lag and GC report there."""
     port = free_port()
+    launcher = ["-m", "infer_cli"]
+    if probe is not None:
+        launcher = [str(Path(__file__).with_name("_proxy_probe.py"))]
     argv = [
-        sys.executable, "-m", "infer_cli", "serve", "--profile", profile,
+        sys.executable, *launcher, "serve", "--profile", profile,
         "--host", "127.0.0.1", "--port", str(port),
         "--upstream", f"http://127.0.0.1:{engine.port}",
         "--set", f"model.served_name={model}",
     ]  # fmt: skip
     env = {**os.environ, "INFER_HOME": str(home), "NO_COLOR": "1"}
     env.pop("INFER_API_KEYS", None)
+    if probe is not None:
+        env["PROXY_PROBE_OUT"] = str(probe.resolve())
+    key = None
+    if contract == "full":
+        key = env["INFER_API_KEYS"] = CLIENT_KEY
+        for setting in FULL_CONTRACT:
+            argv += ["--set", setting]
     if engine.key:
         argv += ["--upstream-key", engine.key]
     process = stack.spawn("proxy", argv, env)
     wait_ok(f"http://127.0.0.1:{port}/health", process, 60)
-    return Target("proxy", port, None, process.pid)
+    return Target("proxy", port, key, process.pid)
 
 
 # --- the load generator ---------------------------------------------------------------------------
@@ -577,7 +615,9 @@ def running(options: argparse.Namespace) -> Iterator[tuple[Target, Target, str]]
                 direct, model = start_sim(stack, options)
             else:
                 direct, model = start_cpu_engine(stack, options)
-            proxy = start_proxy(stack, options.engine, direct, model, home)
+            proxy = start_proxy(
+                stack, options.engine, direct, model, home, options.contract, options.probe
+            )
             yield direct, proxy, model
         finally:
             stack.close()
@@ -590,6 +630,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="rounds of each side per level")
     parser.add_argument("--max-tokens", type=int, default=64, help="tokens per answer")
     parser.add_argument("--ms-per-token", type=float, default=10.0, help="the simulator's pace")
+    parser.add_argument(
+        "--first-token-ms",
+        type=float,
+        default=50.0,
+        help="the simulator's wait before the first token when paced (0 with --ms-per-token 0)",
+    )
+    parser.add_argument(
+        "--contract",
+        choices=["full", "bare"],
+        default="full",
+        help="full: the proxy with an API key, rate limits and prices (metrics, usage always on)",
+    )
     parser.add_argument(
         "--requests-at-1", type=int, default=25, help="requests per round at concurrency 1"
     )
@@ -608,6 +660,12 @@ def main() -> None:
     parser.add_argument("--engine-timeout", type=float, default=300)
     parser.add_argument("--logs", type=Path, help="keep the processes' logs in this folder")
     parser.add_argument("--output", type=Path, help="write the results as JSON")
+    parser.add_argument(
+        "--probe",
+        type=Path,
+        help="run the proxy under _proxy_probe.py (loop lag, GC pauses, long callbacks) and write "
+        "its report to this file (the probes cost CPU: not for CPU figures)",
+    )
     options = parser.parse_args()
     if options.burst:
         options.stagger = 0.0
@@ -619,7 +677,8 @@ def main() -> None:
 
     with running(options) as (direct, proxy, model):
         print(
-            f"engine {options.engine} ({model}) on :{direct.port}, proxy on :{proxy.port}",
+            f"engine {options.engine} ({model}) on :{direct.port}, proxy on :{proxy.port}"
+            f" (pid {proxy.pid})",
             file=sys.stderr,
             flush=True,
         )
@@ -631,6 +690,10 @@ def main() -> None:
             "model": model,
             "max_tokens": options.max_tokens,
             "ms_per_token": options.ms_per_token if options.engine == "sim" else None,
+            "first_token_ms": options.first_token_ms
+            if options.engine == "sim" and options.ms_per_token
+            else None,
+            "contract": options.contract,
             "stagger_s": options.stagger,
             "rounds": options.rounds,
             "requests_at_1": options.requests_at_1,

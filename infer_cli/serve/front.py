@@ -78,6 +78,7 @@ async def run_front(
     import httpx
 
     from infer_cli.proxy.state import UpstreamState
+    from infer_cli.serve import heap
     from infer_cli.wire.server import AppServer, bind
 
     base = upstream_base(upstream)
@@ -102,6 +103,7 @@ async def run_front(
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         await server.start()
+        heap.settle()  # the start-up heap, out of every later collection
         reporter.proxy_listening(server.url)
         reporter.step(f"proxy only: forwarding to {base}", "started", 0.0)
         async with httpx.AsyncClient(timeout=CHECK_TIMEOUT, trust_env=False) as client:

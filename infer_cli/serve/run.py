@@ -54,6 +54,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
     from infer_cli.engine.stack import EngineStack
     from infer_cli.engine.supervisor import Supervisor
     from infer_cli.proxy.state import UpstreamState
+    from infer_cli.serve import heap
     from infer_cli.wire.server import AppServer, bind
 
     started = time.monotonic()
@@ -122,6 +123,7 @@ async def run(plan: ServePlan, reporter: ServeReporter) -> None:
         seconds = time.monotonic() - started
         listener.started(seconds, stack.start_failures, plan.profile.replicas.min_ready)
         reporter.ready(server.url, plan.model, seconds, plan.run_dir, simulated)
+        heap.settle()  # the start-up heap, out of every later collection
         if plan.profile.replicas.workers:
             watching.append(asyncio.create_task(_watch_workers(plan, state, reporter)))
         try:
