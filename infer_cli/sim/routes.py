@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
 from infer_cli import __version__
 from infer_cli.sim import protocol
 from infer_cli.sim.engine import SimEngine
 from infer_cli.sim.protocol import SimError
 from infer_cli.sim.responses import GenerationResponse
+from infer_cli.wire import error_handlers
 
 log = logging.getLogger("infer.sim")
 
@@ -86,27 +86,14 @@ def sim_router(engine: SimEngine) -> APIRouter:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Every error in vLLM's shape, Starlette's own 404 and 405 included."""
+    error_handlers.install_error_handlers(
+        app,
+        error_class=SimError,
+        error_body=_vllm_error,
+        log=log,
+        failure="the simulated engine failed; see its log",
+    )
 
-    def error(status: int, message: str) -> Response:
-        return JSONResponse(protocol.error_body(status, message), status_code=status)
 
-    async def sim_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, SimError)
-        return JSONResponse(exc.body(), status_code=exc.status)
-
-    async def http_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return error(exc.status_code, message)
-
-    async def validation_error(_request: Request, exc: Exception) -> Response:
-        return error(400, str(exc))
-
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("failed on %s %s", request.method, request.url.path, exc_info=exc)
-        return error(500, "the simulated engine failed; see its log")
-
-    app.add_exception_handler(SimError, sim_error)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unexpected)
+def _vllm_error(status: int, message: str, _metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    return protocol.error_body(status, message)
