@@ -18,7 +18,10 @@ Rounds alternate the two (the order swapped every round) and the figure is the m
 invocation (on the simulator, saturated, ``--chunks`` chunks per answer: where the proxy spends the
 least CPU per request, so where the metrics' share is largest), or from ``--proxy-cpu-ms``. The
 report: each variant's µs per completion, its share of the proxy's CPU per request, the difference.
-The scrape (writing the text) is timed too, for information: it runs per scrape, not per request.
+Per scrape, not per request, and timed for information: writing the proxy's text, and merging
+``--replicas`` simulated engines' texts into one (line by line, as ``wire.prometheus.merge`` does,
+against parsing and rewriting them with ``prometheus_client``), which the proxy does on its event
+loop at each scrape with replicas.
 
     .venv/bin/python benchmarks/metrics_cost.py
     .venv/bin/python benchmarks/metrics_cost.py --proxy-cpu-ms 0.8 --output metrics_cost.json
@@ -49,6 +52,7 @@ from prometheus_client import Histogram as PHistogram  # noqa: E402
 from infer_cli.proxy import metrics as proxy_metrics  # noqa: E402
 from infer_cli.proxy.guards import limits  # noqa: E402
 from infer_cli.proxy.openrouter.generations import GenerationRecord  # noqa: E402
+from infer_cli.wire.prometheus import text as prometheus_text  # noqa: E402
 
 MODEL = "org/model"
 ROUTE = "/api/v1/chat/completions"
@@ -192,6 +196,34 @@ def time_round(variant: Variant, records: list[GenerationRecord]) -> float:
     return (time.process_time() - started) / len(records)
 
 
+def replica_texts(replicas: int) -> list[tuple[str, str]]:
+    """``replicas`` simulated engines' /metrics texts, each with a hundred requests' histograms."""
+    from infer_cli.sim.metrics import SimMetrics
+    from infer_cli.sim.metrics import render as sim_render
+
+    counters = SimMetrics(prompt_tokens=4000, generation_tokens=6400, prefix_cache_queries=4000)
+    for index in range(100):
+        counters.ttft.observe(index / 100)
+        counters.e2e.observe(index / 10)
+    text = sim_render(counters, model="org/model", running=3, waiting=1, kv_usage=0.2)
+    return [(f"vllm-{index}", text) for index in range(replicas)]
+
+
+def merge_by_prometheus_client(texts: list[tuple[str, str]]) -> str:
+    """The other way to merge: each text parsed by prometheus_client, relabelled, rewritten."""
+    from prometheus_client.metrics_core import Metric
+
+    merged: dict[str, Metric] = {}
+    for source, text in texts:
+        for family in prometheus_text.families(text):
+            into = merged.setdefault(
+                family.name, Metric(family.name, family.documentation, family.type)
+            )
+            for sample in family.samples:
+                into.add_sample(sample.name, {**sample.labels, "replica": source}, sample.value)
+    return prometheus_text.render(merged.values())
+
+
 def time_scrape(render: Callable[[], str], repeat: int = 50) -> float:
     started = time.process_time()
     for _ in range(repeat):
@@ -245,6 +277,7 @@ def main() -> None:
         type=float,
         help="the proxy's CPU ms per request (skips the proxy_vs_direct.py run)",
     )
+    parser.add_argument("--replicas", type=int, default=8, help="texts merged per scrape")
     parser.add_argument("--output", type=Path, help="write the results as JSON")
     options = parser.parse_args()
 
@@ -258,6 +291,11 @@ def main() -> None:
             per[variant.name].append(time_round(variant, records))
     us = {name: statistics.median(values) * 1e6 for name, values in per.items()}
     scrape_ms = {variant.name: time_scrape(variant.render) * 1e3 for variant in variants}
+    texts = replica_texts(options.replicas)
+    merge_ms = {
+        "ours": time_scrape(lambda: prometheus_text.merge(texts)) * 1e3,
+        "prometheus_client": time_scrape(lambda: merge_by_prometheus_client(texts)) * 1e3,
+    }
 
     pvd: dict[str, Any] | None = None
     if options.proxy_cpu_ms is not None:
@@ -277,6 +315,11 @@ def main() -> None:
         f"prometheus_client adds {extra:.1f} us per completion: "
         f"{extra / proxy_us * 100:.1f}% of the proxy's CPU per request"
     )
+    lines = len(prometheus_text.merge(texts).splitlines())
+    print(
+        f"merging {options.replicas} replicas' texts ({lines} lines) at each scrape: "
+        + ", ".join(f"{name} {ms:.2f} ms" for name, ms in merge_ms.items())
+    )
     if options.output:
         document = {
             "chunks": options.chunks,
@@ -285,6 +328,8 @@ def main() -> None:
             "us_per_completion": us,
             "us_per_completion_rounds": {k: [v * 1e6 for v in vs] for k, vs in per.items()},
             "scrape_ms": scrape_ms,
+            "replicas": options.replicas,
+            "merge_ms": merge_ms,
             "proxy_cpu_ms_per_request": proxy_ms,
             "ms_per_token": options.ms_per_token,
             "prometheus_client_extra_percent": extra / proxy_us * 100,

@@ -230,3 +230,8 @@ def test_merge_survives_a_source_with_odd_lines_and_one_with_nothing() -> None:
     assert samples[(running, frozenset({("model_name", "m"), ("r", "vllm-1")}))] == 3
     assert len(samples) == 3
     assert merge([]) == ""
+    # A source's name is escaped; braces inside a quoted label value and a timestamp are kept.
+    stamped = 'x{path="a}b"} 1.5 1712345678000\ny{} 2\n'
+    assert merge([('we"ird', stamped)]) == (
+        'x{replica="we\\"ird",path="a}b"} 1.5 1712345678000\ny{replica="we\\"ird"} 2\n'
+    )
