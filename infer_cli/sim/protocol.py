@@ -18,10 +18,9 @@ from typing import Any, Literal
 from infer_cli.config.sim import SimSettings
 from infer_cli.sim.engine import Generation, Job
 from infer_cli.sim.tokenizer import TemplateError, decode, encode, render_chat, split, token_id
+from infer_cli.wire.sse import data_event
 
 Kind = Literal["chat", "completion"]
-
-DONE = b"data: [DONE]\n\n"
 
 _ERROR_TYPES = {
     400: "BadRequestError",
@@ -57,7 +56,7 @@ def error_body(status: int, message: str, *, param: str | None = None) -> dict[s
 
 def error_event(status: int, message: str) -> bytes:
     """How vLLM reports a failure inside a stream: an error event (then ``[DONE]``)."""
-    return b"data: " + _dumps(error_body(status, message)).encode() + b"\n\n"
+    return data_event(error_body(status, message))
 
 
 # --- requests -------------------------------------------------------------------------------------

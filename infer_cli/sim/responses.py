@@ -18,7 +18,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from infer_cli.sim import protocol
 from infer_cli.sim.engine import EngineFailure, EngineStopped, SimEngine
-from infer_cli.sim.protocol import DONE, GenerationRequest, StreamEncoder
+from infer_cli.sim.protocol import GenerationRequest, StreamEncoder
+from infer_cli.wire.sse import DONE
 
 log = logging.getLogger("infer.sim")
 
