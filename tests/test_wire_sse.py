@@ -213,6 +213,8 @@ def test_encoding() -> None:
     assert comment("") == b": \n\n"
     assert data_event("[DONE]") == DONE
     assert data_event({"a": 1}) == b'data: {"a":1}\n\n'
+    assert data_event("one\ntwo\r\nthree") == b"data: one\ndata: two\ndata: three\n\n"
+    assert list(decode([data_event("a\rb")])) == [SSEEvent("a\nb")]
     events = list(decode([data_event({"a": "é\n"}), comment("x"), data_event("[DONE]")]))
     assert [event.json() for event in events[:-1]] == [{"a": "é\n"}] and events[-1].done
 

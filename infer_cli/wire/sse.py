@@ -11,7 +11,8 @@ Reading is two steps, so each reader pays only for what it needs:
 - :class:`EventSplitter` cuts bytes (split anywhere: in a line, in a ``\\r\\n`` pair, in a UTF-8
   character) into whole raw events, each with its terminator. The proxy passes events it does not
   change through as these very bytes.
-- :func:`event_data` takes the data out of one raw event (the proxy and the load generator);
+- :func:`event_data` takes the data out of one raw event (the proxy);
+  :meth:`EventSplitter.feed_data` does both steps at once (the load generator); and
   :class:`SSEDecoder` makes typed :class:`SSEEvent` objects with every field (the client).
 
 Unlike the browser's ``EventSource``, a last event the server left without its blank line still
@@ -43,15 +44,21 @@ _BOM = b"\xef\xbb\xbf"
 
 # A blank line: two line ends in a row, where "\r\n" is one line end (never "\r" then "\n").
 _BLANK_LINE = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 # --- encoding -------------------------------------------------------------------------------------
 
 
 def data_event(payload: Mapping[str, Any] | str) -> bytes:
-    """One ``data:`` event carrying a JSON object (or a literal string such as ``[DONE]``)."""
-    text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    return f"data: {text}\n\n".encode()
+    """One ``data:`` event carrying a JSON object (or a literal string such as ``[DONE]``; one
+    ``data:`` line for each of its lines).
+    """
+    if not isinstance(payload, str):
+        return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+    if "\n" in payload or "\r" in payload:
+        return "".join(f"data: {line}\n" for line in _LINE_END.split(payload)).encode() + b"\n"
+    return f"data: {payload}\n\n".encode()
 
 
 def comment(text: str) -> bytes:
