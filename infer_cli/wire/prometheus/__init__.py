@@ -2,8 +2,8 @@
 
 - :mod:`.metrics`: counters, gauges and histograms with labels, in a registry per app. Recording is
   ours (a dict update per observation): ``benchmarks/metrics_cost.py`` measured
-  ``prometheus_client``'s own metric classes at 88 µs per 64-chunk completion against 15 µs,
-  +3.3% of the proxy's CPU per request (over the 2% issue 14 allowed).
+  ``prometheus_client``'s own metric classes at 88-98 µs per 64-chunk completion against 15-16 µs,
+  +2.7-3.3% of the proxy's CPU per request (over the 2% issue 14 allowed).
 - :mod:`.text`: the text exposition format (0.0.4) written from a registry and parsed into samples
   by ``prometheus_client``, and several sources' texts merged into one (line by line: the proxy
   does it on its event loop at each scrape, ten times faster than through the parser).
