@@ -1,10 +1,10 @@
 """One completion from request to record: rewrites the engine's answer into OpenRouter's and keeps
 the account of it (id, tokens, cost, timings, how it ended).
 
-The relay drives it: :meth:`Exchange.rewrite_body` for a plain answer, :meth:`Exchange.stream` for
-an event stream, :meth:`Exchange.upstream_error` / :meth:`Exchange.failed` for errors, and
-:meth:`Exchange.close` once the response is over, which hands one :class:`GenerationRecord` to
-every observer.
+The relay drives it: :meth:`Exchange.rewrite_body` for a plain answer, :meth:`Exchange.feed` and
+:meth:`Exchange.end` (or :meth:`Exchange.stream` around them) for an event stream,
+:meth:`Exchange.upstream_error` / :meth:`Exchange.failed` for errors, and :meth:`Exchange.close`
+once the response is over, which hands one :class:`GenerationRecord` to every observer.
 
 Tokens: the engine's usage when it sent one. When it did not (the client went away before the
 usage chunk, the engine failed mid-way), the prompt is counted by the engine's ``/tokenize``
@@ -41,6 +41,8 @@ log = logging.getLogger("infer.proxy")
 Observer = Callable[[GenerationRecord], None]
 
 _CONTEXT_LENGTH = re.compile(r"context length|maximum context|too long|max_model_len", re.I)
+_decode = json.JSONDecoder().decode
+"""``json.loads`` without its per-call checks and keyword handling (one call per streamed chunk)."""
 
 
 class Exchange:
@@ -88,6 +90,7 @@ class Exchange:
         self._count_prompt = count_prompt
         self._prompt_estimate = prompt_estimate
         self._engine_usage = False
+        self._events = sse.EventSplitter()
 
     @property
     def completion_id(self) -> str:
@@ -136,28 +139,38 @@ class Exchange:
         failure as the mid-stream error chunk; always ends with ``data: [DONE]``.
 
         Yields whole events only; the events of one upstream read go out together, as they came.
+        The relay does the same with :meth:`feed` and :meth:`end` in its own loop, one generator
+        fewer for every chunk to pass through.
         """
-        events = sse.EventSplitter()
         try:
             async for raw in source:
-                out, ended = self._rewrite(events.feed(raw))
+                out, ended = self.feed(raw)
                 if out:
                     yield out
                 if ended:
-                    await _drain(source)
+                    await drain(source)
                     return
-            out, ended = self._rewrite(events.rest())
-            if out:
-                yield out
-            if ended:
-                return
         except UpstreamStreamError as error:
             yield self.stream_error(error.status, error.message, error.error_type)
             return
+        yield self.end()
+
+    def feed(self, raw: bytes) -> tuple[bytes, bool]:
+        """What the client gets for one read of the engine's event stream (whole events only; a
+        cut one waits for its end), and whether the stream is over (``[DONE]`` or an error event
+        were sent: what follows is to be drained, not sent)."""
+        return self._rewrite(self._events.feed(raw))
+
+    def end(self) -> bytes:
+        """What the client gets once the engine's stream ended without ``[DONE]``: an unterminated
+        last event, then the usage chunk and ``[DONE]``, or the mid-stream error when the engine
+        never finished."""
+        out, ended = self._rewrite(self._events.rest())
+        if ended:
+            return out
         if self.finish_reason is None:
-            yield self.stream_error(502, "the engine ended the stream before finishing")
-            return
-        yield self._last_events()
+            return out + self.stream_error(502, "the engine ended the stream before finishing")
+        return out + self._last_events()
 
     def _rewrite(self, events: list[bytes]) -> tuple[bytes, bool]:
         """What the client gets for some whole events, and whether the stream is over."""
@@ -166,13 +179,13 @@ class Exchange:
             data = sse.event_data(event)
             if data is None:
                 continue  # the engine's own comments; the proxy sends its keep-alives
-            if data.strip() == b"[DONE]":
-                return out + self._last_events(), True
             try:
-                chunk = json.loads(data.decode("utf-8", "replace"))
+                chunk = _decode(data.decode("utf-8", "replace"))
             except ValueError:
+                if data.strip() == b"[DONE]":
+                    return out + self._last_events(), True
                 chunk = None
-            if not isinstance(chunk, dict):
+            if type(chunk) is not dict:
                 out += event
             elif "error" in chunk and not chunk.get("choices"):
                 status, message = _error_of(chunk["error"])
@@ -192,10 +205,24 @@ class Exchange:
         return sse.data_event(self._usage_chunk(self._usage)) + sse.DONE
 
     def _chunk_changed(self, chunk: dict[str, Any]) -> bool:
-        """Account for one chunk and rewrite it in place; True when it changed."""
-        self._remember(chunk)
+        """Account for one chunk and rewrite it in place; True when it changed.
+
+        One pass over the choices finds both whether the chunk carries output and whether a
+        choice finished (the usual chunk: one choice, some content, no finish reason)."""
+        if self.id is None or self._upstream_created is None:
+            self._remember(chunk)
         choices = chunk.get("choices")
-        if _has_output(choices):
+        if type(choices) is not list:
+            return False
+        output = finished = False
+        for choice in choices:
+            if type(choice) is not dict:
+                continue
+            if not output:
+                output = _has_output(choice)
+            if choice.get("finish_reason") is not None:
+                finished = True
+        if output:
             now = time.monotonic()
             if self._last_output is None:
                 self.ttft = now - self.started
@@ -203,10 +230,10 @@ class Exchange:
                 self.itl.append(now - self._last_output)
             self._last_output = now
             self._chunks += 1
-        finish = normalize_choices(choices)
-        if finish is None:
+        if not finished:
             return False
-        if self.finish_reason is None:
+        finish = normalize_choices(choices)
+        if finish is not None and self.finish_reason is None:
             self.finish_reason, self.native_finish_reason = finish.reason, finish.native
         return True
 
@@ -347,7 +374,7 @@ _DRAIN_BYTES = 64 * 1024
 _DRAIN_SECONDS = 1.0
 
 
-async def _drain(source: sse.ByteStream) -> None:
+async def drain(source: sse.ByteStream) -> None:
     """Read what follows ``[DONE]`` (the end of the chunked body, normally): a response read to its
     end gives its connection back to the pool; one closed early costs a new connection.
     """
@@ -373,23 +400,17 @@ def client_status(upstream: int) -> int:
     return upstream
 
 
-def _has_output(choices: object) -> bool:
-    if not isinstance(choices, list):
-        return False
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        if choice.get("text"):
-            return True
-        delta = choice.get("delta")
-        if isinstance(delta, dict) and (
-            delta.get("content")
-            or delta.get("tool_calls")
-            or delta.get("reasoning_content")
-            or delta.get("reasoning")
-        ):
-            return True
-    return False
+def _has_output(choice: dict[str, Any]) -> bool:
+    """A streamed choice with text, content, tool calls or reasoning in it."""
+    if choice.get("text"):
+        return True
+    delta = choice.get("delta")
+    return type(delta) is dict and bool(
+        delta.get("content")
+        or delta.get("tool_calls")
+        or delta.get("reasoning_content")
+        or delta.get("reasoning")
+    )
 
 
 def _error_of(error: object) -> tuple[int, str]:
