@@ -8,7 +8,12 @@ rate) with Poisson arrivals and no concurrency limit: short prompts, ``--output-
 tokens each. A tool *keeps* a rate when its achieved throughput is at least 90% of it with no
 failed request. Per rate the script reports both tools' achieved requests/s and median TTFT; for
 infer bench also the p99 delay between when a request was due and when it went out (its own lag).
-Then both at an unlimited rate with ``--concurrency`` in flight: the most each pushes through.
+Then both at an unlimited rate with ``--concurrency`` in flight: the most each pushes through, and
+infer bench's CPU per request there (the CPU of a run of ``N`` requests less that of a run of
+``N / 10``, over the difference: start-up cancels out). ``--skip-vllm`` runs infer bench alone.
+
+The issue 14 comparison of infer's HTTP/1.1 client with aiohttp's runs this script with
+``benchmarks/aiohttp_variant`` on ``PYTHONPATH`` (see its ``sitecustomize.py``).
 
     .venv/bin/python benchmarks/generator_ceiling.py --rates 100,200,400,800 --output ceiling.json
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +43,22 @@ def achieved_infer(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def infer_cpu_per_request(args: list[str], n: int) -> tuple[dict[str, Any], float]:
+    """One run of ``n`` requests and its CPU milliseconds per request, less start-up (see above)."""
+    small = max(10, n // 10)
+    before = child_cpu()
+    infer_bench([*args, "-n", str(small)])
+    middle = child_cpu()
+    run = infer_bench([*args, "-n", str(n)])
+    after = child_cpu()
+    return run, ((after - middle) - (middle - before)) / (n - small) * 1000
+
+
 def achieved_vllm(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "achieved_rps": round(result["request_throughput"], 2),
@@ -53,6 +75,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--max-requests", type=int, default=4000)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--skip-vllm", action="store_true", help="measure infer bench alone")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
 
@@ -76,6 +99,7 @@ def main() -> None:
                    "random", "--random-input-len", "32", "--random-output-len",
                    str(args.output_len), "--ignore-eos"]  # fmt: skip
     rows: list[dict[str, Any]] = []
+    tools = ("infer",) if args.skip_vllm else ("infer", "vllm")
     try:
         wait_health(url, sim, timeout=30)
         for rate in rates:
@@ -83,35 +107,29 @@ def main() -> None:
             mine = achieved_infer(
                 infer_bench([*common_infer, "-n", str(n), "--rate", f"{rate:g}", "--seed", "1"])
             )
-            theirs = achieved_vllm(
-                vllm_bench([*common_vllm, "--num-prompts", str(n), "--request-rate", f"{rate:g}",
-                            "--seed", "1"])
-            )  # fmt: skip
-            row = {"rate": rate, "requests": n, "infer": mine, "vllm": theirs}
-            for tool in ("infer", "vllm"):
+            row = {"rate": rate, "requests": n, "infer": mine}
+            if not args.skip_vllm:
+                row["vllm"] = achieved_vllm(
+                    vllm_bench([*common_vllm, "--num-prompts", str(n), "--request-rate",
+                                f"{rate:g}", "--seed", "1"])
+                )  # fmt: skip
+            for tool in tools:
                 got = row[tool]
                 got["keeps"] = got["achieved_rps"] >= KEEP * rate and not got["failed"]
             rows.append(row)
             print(json.dumps(row), flush=True)
         n = min(args.max_requests, 2000)
-        unlimited = {
+        run, cpu_ms = infer_cpu_per_request([*common_infer, "-c", str(args.concurrency)], n)
+        unlimited: dict[str, Any] = {
             "requests": n,
             "concurrency": args.concurrency,
-            "infer": achieved_infer(
-                infer_bench([*common_infer, "-n", str(n), "-c", str(args.concurrency)])
-            ),
-            "vllm": achieved_vllm(
-                vllm_bench(
-                    [
-                        *common_vllm,
-                        "--num-prompts",
-                        str(n),
-                        "--max-concurrency",
-                        str(args.concurrency),
-                    ]
-                )
-            ),
+            "infer": {**achieved_infer(run), "cpu_ms_per_request": round(cpu_ms, 3)},
         }
+        if not args.skip_vllm:
+            unlimited["vllm"] = achieved_vllm(
+                vllm_bench([*common_vllm, "--num-prompts", str(n), "--max-concurrency",
+                            str(args.concurrency)])
+            )  # fmt: skip
         print(json.dumps(unlimited), flush=True)
     finally:
         stop(sim)
@@ -124,7 +142,7 @@ def main() -> None:
         "output_len": args.output_len,
         "rates": rows,
         "unlimited": unlimited,
-        "highest_rate_kept": {"infer": ceiling("infer"), "vllm": ceiling("vllm")},
+        "highest_rate_kept": {tool: ceiling(tool) for tool in tools},
     }
     json.dump(summary, sys.stdout, indent=2)
     print()
