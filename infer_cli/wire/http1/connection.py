@@ -274,9 +274,9 @@ class Connection(asyncio.Protocol):
             self._error = error
         self._wake()
 
-    def _deliver(self, data: bytes) -> None:
-        self._body.append(data)
-        self._queued += len(data)
+    def _delivered(self) -> None:
+        """Body bytes were queued: stop reading past the read-ahead, wake the reader (once per
+        socket read, however many chunks it held)."""
         if (
             self._queued > READ_AHEAD_BYTES
             and not self._reading_paused
@@ -294,69 +294,87 @@ class Connection(asyncio.Protocol):
 
     def _feed(self, data: bytes) -> None:
         pos, end = 0, len(data)
-        while pos < end:
-            state = self._state
-            if state == _CHUNK_SIZE:
-                eol = data.find(b"\r\n", pos)
-                if eol < 0:
-                    if end - pos > MAX_CHUNK_LINE:
-                        raise BadResponse("chunk size line too long")
-                    break
-                size = chunk_size(data[pos:eol])
-                pos = eol + 2
-                if size:
-                    self._remaining, self._state = size, _CHUNK_DATA
-                else:
-                    self._state = _TRAILERS
-            elif state == _CHUNK_DATA:
-                stop = min(end, pos + self._remaining)
-                self._deliver(data[pos:stop] if pos or stop < end else data)
-                self._remaining -= stop - pos
-                pos = stop
-                if not self._remaining:
-                    self._state = _CHUNK_END
-            elif state == _CHUNK_END:
-                if end - pos < 2:
-                    break
-                if data[pos : pos + 2] != b"\r\n":
-                    raise BadResponse("a chunk does not end with CRLF")
-                pos += 2
-                self._state = _CHUNK_SIZE
-            elif state == _LENGTH:
-                stop = min(end, pos + self._remaining)
-                self._deliver(data[pos:stop] if pos or stop < end else data)
-                self._remaining -= stop - pos
-                pos = stop
-                if not self._remaining:
-                    self._finish()
-            elif state == _UNTIL_CLOSE:
-                self._deliver(data[pos:] if pos else data)
-                pos = end
-            elif state == _HEAD:
-                stop = data.find(b"\r\n\r\n", pos)
-                if stop < 0:
-                    if end - pos > MAX_HEAD_BYTES:
-                        raise BadResponse("the response head is too large")
-                    break
-                self._start_body(
-                    parse_response_head(data[pos:stop], head_request=self._head_request)
-                )
-                pos = stop + 4
-            elif state == _TRAILERS:
-                eol = data.find(b"\r\n", pos)
-                if eol < 0:
-                    if end - pos > MAX_HEAD_BYTES:
-                        raise BadResponse("the trailers are too large")
-                    break
-                if eol == pos:
-                    self._finish()
-                pos = eol + 2
-            else:  # _IDLE, _DONE: bytes that answer no request; the connection is not reused
-                self._keep_alive = False
-                self.close()
-                return
-        if pos < end:
-            self._rest = data[pos:]
+        body = self._body
+        queued = self._queued
+        try:
+            while pos < end:
+                state = self._state
+                if state == _CHUNK_SIZE:
+                    eol = data.find(b"\r\n", pos)
+                    if eol < 0:
+                        if end - pos > MAX_CHUNK_LINE:
+                            raise BadResponse("chunk size line too long")
+                        break
+                    try:  # the usual line: hex digits alone
+                        if not 0 < eol - pos <= 16:
+                            raise ValueError
+                        size = int(data[pos:eol], 16)
+                    except ValueError:  # extensions, or garbage
+                        size = chunk_size(data[pos:eol])
+                    pos = eol + 2
+                    if size:
+                        self._remaining, self._state = size, _CHUNK_DATA
+                    else:
+                        self._state = _TRAILERS
+                elif state == _CHUNK_DATA:
+                    stop = pos + self._remaining
+                    if stop > end:
+                        stop = end
+                    body.append(data[pos:stop] if pos or stop < end else data)
+                    queued += stop - pos
+                    self._remaining -= stop - pos
+                    pos = stop
+                    if not self._remaining:
+                        self._state = _CHUNK_END
+                elif state == _CHUNK_END:
+                    if end - pos < 2:
+                        break
+                    if data[pos : pos + 2] != b"\r\n":
+                        raise BadResponse("a chunk does not end with CRLF")
+                    pos += 2
+                    self._state = _CHUNK_SIZE
+                elif state == _LENGTH:
+                    stop = pos + self._remaining
+                    if stop > end:
+                        stop = end
+                    body.append(data[pos:stop] if pos or stop < end else data)
+                    queued += stop - pos
+                    self._remaining -= stop - pos
+                    pos = stop
+                    if not self._remaining:
+                        self._finish()
+                elif state == _UNTIL_CLOSE:
+                    body.append(data[pos:] if pos else data)
+                    queued += end - pos
+                    pos = end
+                elif state == _HEAD:
+                    stop = data.find(b"\r\n\r\n", pos)
+                    if stop < 0:
+                        if end - pos > MAX_HEAD_BYTES:
+                            raise BadResponse("the response head is too large")
+                        break
+                    head = parse_response_head(data[pos:stop], head_request=self._head_request)
+                    self._start_body(head)
+                    pos = stop + 4
+                elif state == _TRAILERS:
+                    eol = data.find(b"\r\n", pos)
+                    if eol < 0:
+                        if end - pos > MAX_HEAD_BYTES:
+                            raise BadResponse("the trailers are too large")
+                        break
+                    if eol == pos:
+                        self._finish()
+                    pos = eol + 2
+                else:  # _IDLE, _DONE: bytes that answer no request; the connection is not reused
+                    self._keep_alive = False
+                    self.close()
+                    return
+            if pos < end:
+                self._rest = data[pos:]
+        finally:
+            if queued != self._queued:
+                self._queued = queued
+                self._delivered()
 
     def _start_body(self, head: ResponseHead | None) -> None:
         if head is None:
