@@ -47,7 +47,8 @@ def _on_gc(phase: str, info: dict[str, Any]) -> None:
         full_collections.append((_gc_started - _process_started, pause, len(gc.get_objects())))
 
 
-gc.callbacks.append(_on_gc)
+if OUT:
+    gc.callbacks.append(_on_gc)
 
 lags: list[float] = []
 slow: collections.Counter[str] = collections.Counter()
@@ -79,7 +80,8 @@ def _timed_run(self: asyncio.events.Handle) -> None:
             del longest[50:]
 
 
-asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
+if OUT:
+    asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
 
 _new_loop = asyncio.new_event_loop
 
@@ -96,10 +98,18 @@ def _watch(loop: asyncio.AbstractEventLoop) -> None:
             return
 
 
-class _Policy(asyncio.DefaultEventLoopPolicy):
+_Base: type[asyncio.AbstractEventLoopPolicy] = asyncio.DefaultEventLoopPolicy
+if os.environ.get("PROXY_PROBE_UVLOOP"):  # the same proxy on uvloop's event loop
+    import uvloop
+
+    _Base = uvloop.EventLoopPolicy
+
+
+class _Policy(_Base):  # type: ignore[valid-type,misc]
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         loop = super().new_event_loop()
-        threading.Thread(target=_watch, args=(loop,), daemon=True).start()
+        if OUT:
+            threading.Thread(target=_watch, args=(loop,), daemon=True).start()
         return loop
 
 

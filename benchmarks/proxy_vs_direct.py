@@ -183,13 +183,14 @@ def start_proxy(
     home: Path,
     contract: str,
     probe: Path | None = None,
+    loop: str = "asyncio",
 ) -> Target:
     """``infer serve --upstream``; with the ``full`` contract an API key (the client sends it),
     rate and concurrency limits and prices are on; metrics and usage always are. With ``probe``
     the proxy runs under ``_proxy_probe.py``, which writes its loop-lag and GC report there."""
     port = free_port()
     launcher = ["-m", "infer_cli"]
-    if probe is not None:
+    if probe is not None or loop == "uvloop":
         launcher = [str(Path(__file__).with_name("_proxy_probe.py"))]
     argv = [
         sys.executable, *launcher, "serve", "--profile", profile,
@@ -201,6 +202,8 @@ def start_proxy(
     env.pop("INFER_API_KEYS", None)
     if probe is not None:
         env["PROXY_PROBE_OUT"] = str(probe.resolve())
+    if loop == "uvloop":
+        env["PROXY_PROBE_UVLOOP"] = "1"
     key = None
     if contract == "full":
         key = env["INFER_API_KEYS"] = CLIENT_KEY
@@ -616,7 +619,14 @@ def running(options: argparse.Namespace) -> Iterator[tuple[Target, Target, str]]
             else:
                 direct, model = start_cpu_engine(stack, options)
             proxy = start_proxy(
-                stack, options.engine, direct, model, home, options.contract, options.probe
+                stack,
+                options.engine,
+                direct,
+                model,
+                home,
+                options.contract,
+                options.probe,
+                options.proxy_loop,
             )
             yield direct, proxy, model
         finally:
@@ -660,6 +670,12 @@ def main() -> None:
     parser.add_argument("--engine-timeout", type=float, default=300)
     parser.add_argument("--logs", type=Path, help="keep the processes' logs in this folder")
     parser.add_argument("--output", type=Path, help="write the results as JSON")
+    parser.add_argument(
+        "--proxy-loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the proxy's event loop (uvloop: through _proxy_probe.py, which sets its policy)",
+    )
     parser.add_argument(
         "--probe",
         type=Path,
