@@ -26,6 +26,10 @@ always on), or ``--contract bare``. Reported per concurrency:
     .venv/bin/python benchmarks/proxy_vs_direct.py --engine cpu --max-tokens 16 --rounds 2 \
         --requests-at-1 8 --requests-per-stream 1
 
+``--front router`` puts vLLM's Rust router (``vllm-router`` from infer's engine venv, round robin
+over the one engine) on the proxied side instead of infer's proxy: the baseline issue 14 compares
+the proxy with, measured on the same machine and load. Run both fronts back to back.
+
 ``--engine cpu`` needs the CPU engine and the model (``infer engine install``, ``infer pull``); it
 starts LMCache and vLLM bare, with the command lines ``infer serve --profile cpu`` would run (the
 internal key included), and the proxy in front of that vLLM.
@@ -214,6 +218,26 @@ def start_proxy(
     process = stack.spawn("proxy", argv, env)
     wait_ok(f"http://127.0.0.1:{port}/health", process, 60)
     return Target("proxy", port, key, process.pid)
+
+
+def start_router(stack: Stack, engine: Target) -> Target:
+    """vLLM's Rust router (``vllm-router``, from infer's engine venv) over the one engine, on the
+    same side of the comparison as the proxy: what the field's own front costs on this machine.
+    It passes the client's ``Authorization`` through, so the client sends the engine's key."""
+    from infer_cli.engine.environment import router_executable
+
+    router = router_executable()
+    if router is None:
+        raise SystemExit("vllm-router is not installed: run `infer engine install`")
+    port, metrics_port = free_port(), free_port()
+    argv = [
+        str(router), "--host", "127.0.0.1", "--port", str(port),
+        "--worker-urls", f"http://127.0.0.1:{engine.port}", "--policy", "round_robin",
+        "--prometheus-host", "127.0.0.1", "--prometheus-port", str(metrics_port),
+    ]  # fmt: skip
+    process = stack.spawn("router", argv, dict(os.environ))
+    wait_ok(f"http://127.0.0.1:{port}/liveness", process, 60)
+    return Target("proxy", port, engine.key, process.pid)
 
 
 # --- the load generator ---------------------------------------------------------------------------
@@ -618,6 +642,9 @@ def running(options: argparse.Namespace) -> Iterator[tuple[Target, Target, str]]
                 direct, model = start_sim(stack, options)
             else:
                 direct, model = start_cpu_engine(stack, options)
+            if options.front == "router":
+                yield direct, start_router(stack, direct), model
+                return
             proxy = start_proxy(
                 stack,
                 options.engine,
@@ -651,6 +678,13 @@ def main() -> None:
         choices=["full", "bare"],
         default="full",
         help="full: the proxy with an API key, rate limits and prices (metrics, usage always on)",
+    )
+    parser.add_argument(
+        "--front",
+        choices=["infer", "router"],
+        default="infer",
+        help="what stands in front of the engine on the proxied side: infer's proxy, or vLLM's "
+        "Rust router (vllm-router from infer's engine venv) as the field's baseline",
     )
     parser.add_argument(
         "--requests-at-1", type=int, default=25, help="requests per round at concurrency 1"
@@ -709,7 +743,8 @@ def main() -> None:
             "first_token_ms": options.first_token_ms
             if options.engine == "sim" and options.ms_per_token
             else None,
-            "contract": options.contract,
+            "front": options.front,
+            "contract": options.contract if options.front == "infer" else None,
             "stagger_s": options.stagger,
             "rounds": options.rounds,
             "requests_at_1": options.requests_at_1,
