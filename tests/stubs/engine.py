@@ -31,6 +31,8 @@ def error(message: str) -> None:
 
 
 SMOKE_FAILS: Path | None = None
+SEEN_READY = threading.Event()
+"""Set once ``/health`` has answered 200: someone (the supervisor) has seen the engine ready."""
 
 
 class Health(http.server.BaseHTTPRequestHandler):
@@ -42,6 +44,8 @@ class Health(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if code == 200:
+            SEEN_READY.set()
 
     def do_POST(self) -> None:  # a one-token completion: 500 while SMOKE_FAILS names a file
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -105,7 +109,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before /health answers")
     parser.add_argument("--crash-at-start", metavar="MESSAGE")
-    parser.add_argument("--crash-after", type=float, help="exit with code 7 this long after ready")
+    parser.add_argument("--crash-after", type=float, help="exit 7 so long after the 1st /health")
     parser.add_argument("--hang", action="store_true", help="never answer /health")
     parser.add_argument("--smoke-fails", help="POST answers 500 while this file exists")
     parser.add_argument(
@@ -176,6 +180,10 @@ def main() -> None:
     if crash and args.crash_runs:
         crash = count_run(Path(args.crash_runs)) <= 1  # only the first run crashes
     if crash:
+        # Counted from the first health answer, not from serving: on a loaded machine the
+        # supervisor's probe may come later than --crash-after, and a crash before anyone saw the
+        # engine ready is a start failure, which is not what a crash-after test is about.
+        SEEN_READY.wait()
         time.sleep(args.crash_after)
         error("Engine core died unexpectedly")
         print("RuntimeError: stub engine died after ready", flush=True)
