@@ -5,9 +5,7 @@ the same interfaces as what they replace, so that only the HTTP/1.1 client diffe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
-from types import ModuleType
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import httpx
@@ -107,38 +105,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-
-def make_create_client(module: ModuleType) -> Callable[[Any], httpx.AsyncClient]:
-    """``create_client`` of ``infer_cli.proxy.upstream.client``, with aiohttp as the engine
-    transport."""
-
-    def create_client(config: Any) -> httpx.AsyncClient:
-        max_idle = min(config.max_connections, 256)
-        engine = AiohttpTransport(
-            max_connections=config.max_connections,
-            max_idle=max_idle,
-            keepalive_expiry=module.ENGINE_KEEPALIVE_EXPIRY,
-        )
-        client: httpx.AsyncClient = module.UpstreamClient(
-            engine=engine,
-            timeout=httpx.Timeout(
-                connect=config.connect_timeout,
-                read=config.request_timeout,
-                write=config.request_timeout,
-                pool=config.request_timeout,
-            ),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=max_idle,
-                keepalive_expiry=module.KEEPALIVE_EXPIRY,
-            ),
-            follow_redirects=False,
-            trust_env=False,
-        )
-        return client
-
-    return create_client
 
 
 # --- the load generator ---------------------------------------------------------------------------

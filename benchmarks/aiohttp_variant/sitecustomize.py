@@ -5,8 +5,9 @@ Put this folder on ``PYTHONPATH`` and name a folder holding aiohttp in ``INFER_A
 (``pip install --target /tmp/aiohttp-lib aiohttp``); every Python process a benchmark starts then
 loads this file, and when (only when) infer's modules are imported it swaps them:
 
-- ``infer_cli.proxy.upstream.client.create_client``: the proxy's ``http://`` engine transport is an
-  aiohttp ``ClientSession`` (:class:`aiohttp_http1.AiohttpTransport`) instead of wire's pool;
+- ``infer_cli.proxy.upstream.client.UpstreamTransport``: the proxy's ``http://`` engine transport
+  is an aiohttp ``ClientSession`` (:class:`aiohttp_http1.AiohttpTransport`, same constructor)
+  instead of wire's pool; ``create_client`` builds it by that name;
 - ``infer_cli.bench.runner.Pool``: ``infer bench``'s requests go through aiohttp
   (:class:`aiohttp_http1.AiohttpPool`) instead of wire's connections.
 
@@ -34,7 +35,7 @@ def _swap(module: ModuleType) -> None:
     import aiohttp_http1
 
     if module.__name__ == "infer_cli.proxy.upstream.client":
-        module.create_client = aiohttp_http1.make_create_client(module)  # type: ignore[attr-defined]
+        module.UpstreamTransport = aiohttp_http1.AiohttpTransport  # type: ignore[attr-defined]
     else:
         module.Pool = aiohttp_http1.AiohttpPool  # type: ignore[attr-defined]
     print(f"aiohttp variant: {module.__name__} swapped", file=sys.stderr, flush=True)
