@@ -575,12 +575,13 @@ def summarize(concurrency: int, direct: list[Round], proxy: list[Round]) -> dict
     }
 
 
-def table(results: Sequence[dict[str, Any]]) -> str:
+def table(results: Sequence[dict[str, Any]], front: str = "proxy") -> str:
+    """The figures per concurrency; ``front`` names the proxied side's columns (``router``)."""
     rows = [
         f"{'':7} {'TTFT median (ms)':^26} {'TTFT p99 (ms)':^26} {'streamed tokens/s':^23}"
         f" {'CPU ms per request':^22}",
-        f"{'streams':>7} {'direct':>8} {'proxy':>8} {'added':>8} {'direct':>8} {'proxy':>8}"
-        f" {'added':>8} {'direct':>8} {'proxy':>8} {'ratio':>5} {'proxy':>6} {'engine':>7}"
+        f"{'streams':>7} {'direct':>8} {front:>8} {'added':>8} {'direct':>8} {front:>8}"
+        f" {'added':>8} {'direct':>8} {front:>8} {'ratio':>5} {front:>6} {'engine':>7}"
         f" {'client':>7}",
     ]
     failed = []
@@ -733,7 +734,7 @@ def main() -> None:
             flush=True,
         )
         results = asyncio.run(measure(direct, proxy, model, options))
-    print(table(results))
+    print(table(results, "router" if options.front == "router" else "proxy"))
     if options.output:
         document = {
             "engine": options.engine,
