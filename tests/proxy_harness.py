@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import openai
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from infer_cli.proxy.app import ProxyConfig, create_app
 from infer_cli.proxy.guards.middleware import GuardConfig
@@ -95,8 +96,13 @@ async def running_proxy(
     upstream_url: str | None = None,
     provider: ProviderInfo | None = PROVIDER,
     api_keys: tuple[str, ...] = (),
+    chunk_writer: bool = True,
     **config: Any,
 ) -> AsyncIterator[Running]:
+    """The proxy on a real server. Without ``chunk_writer`` the server's
+    :class:`~infer_cli.wire.chunk_writer.ChunkWriter` is hidden from the app, so that streamed
+    completions take the relay's loop instead of a splice (what another server, or an ``https://``
+    engine, gets)."""
     state = UpstreamState(url=upstream_url or fake.url, api_key=KEY, model=MODEL, status=status)
     running = Running(url="", state=state)
     app = create_app(
@@ -106,7 +112,7 @@ async def running_proxy(
         observers=[running.records.append],
         guards=GuardConfig(api_keys=api_keys, engine_metrics=False),
     )
-    server = AppServer(app, bind("127.0.0.1", 0))
+    server = AppServer(app if chunk_writer else _without_writer(app), bind("127.0.0.1", 0))
     await server.start()
     running.url = server.url
     try:
@@ -114,6 +120,15 @@ async def running_proxy(
     finally:
         await running.close()
         await server.stop()
+
+
+def _without_writer(app: ASGIApp) -> ASGIApp:
+    async def hidden(scope: Scope, receive: Receive, send: Send) -> None:
+        if "extensions" in scope:
+            scope = {**scope, "extensions": {}}
+        await app(scope, receive, send)
+
+    return hidden
 
 
 @asynccontextmanager

@@ -38,9 +38,15 @@ KEEPALIVE = 0.2
 TIMEOUT = 1.0
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pair() -> AsyncIterator[tuple[FakeUpstream, Running]]:
-    async with shared_proxy(keepalive_interval=KEEPALIVE, request_timeout=TIMEOUT) as both:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["splice", "loop"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[FakeUpstream, Running]]:
+    """Every test twice: streamed completions spliced from callbacks (infer's own server), and
+    through the relay's loop (a server without a chunk writer)."""
+    async with shared_proxy(
+        keepalive_interval=KEEPALIVE,
+        request_timeout=TIMEOUT,
+        chunk_writer=request.param == "splice",
+    ) as both:
         yield both
 
 

@@ -16,7 +16,8 @@ forever. :class:`GuardedHttpProtocol` is that protocol with :class:`ConnectionLi
 
 Every refusal is the proxy's error JSON with ``Connection: close``, and the connection is closed.
 The checks run while a head is read and when a timer fires: once a request is in, a streamed answer
-costs nothing more per chunk.
+costs nothing more per chunk. Each request's scope carries a
+:class:`~infer_cli.wire.chunk_writer.ChunkWriter`, for an app that streams a body from callbacks.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from infer_cli.errors import UsageError
+from infer_cli.wire.chunk_writer import EXTENSION, ChunkWriter
 from infer_cli.wire.error_document import error_body
 
 log = logging.getLogger("infer.proxy")
@@ -176,6 +178,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         self._arm(self._limits.body_timeout, self._body_too_slow)
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # a request (not an upgrade)
+            extensions: dict[str, Any] = {EXTENSION: ChunkWriter(cycle)}
+            self.scope["extensions"] = extensions
 
     def on_message_complete(self) -> None:
         self._disarm()

@@ -31,6 +31,9 @@ from infer_cli.proxy.upstream.client import (
     open_response,
     response_headers,
 )
+from infer_cli.proxy.upstream.splice import Splice
+from infer_cli.proxy.upstream.transport import ResponseBody
+from infer_cli.wire.chunk_writer import chunk_writer
 
 if TYPE_CHECKING:
     from infer_cli.proxy.openrouter.exchange import Exchange
@@ -222,7 +225,22 @@ class RelayResponse(Response):
                 "headers": [(b"content-type", _SSE_HEADERS[0][1]), *headers],
             },
         )
-        await self._send_completion(send, response, exchange, first_after=self._interval - waited)
+        first_after = self._interval - waited
+        writer = chunk_writer(scope)
+        stream = response.stream
+        if writer is not None and writer.ready and isinstance(stream, ResponseBody):
+            splice = Splice(
+                stream.connection,
+                writer,
+                exchange,
+                interval=self._interval,
+                first_after=first_after,
+                read_timeout=stream.timeout,
+            )
+            await splice.run()
+            await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await self._send_completion(send, response, exchange, first_after=first_after)
 
     async def _relay_late(self, send: Send, pending: asyncio.Future[httpx.Response]) -> None:
         await self._send(
@@ -288,7 +306,9 @@ class RelayResponse(Response):
         self, send: Send, response: httpx.Response, exchange: Exchange, *, first_after: float
     ) -> None:
         """The engine's event stream as ``exchange`` rewrites it, each read's events sent as they
-        came, with a keep-alive comment in every silence.
+        came, with a keep-alive comment in every silence: the loop for when a
+        :class:`~infer_cli.proxy.upstream.splice.Splice` cannot be had (an ``https://`` engine, a
+        server other than infer's).
 
         :meth:`Exchange.stream` in :meth:`_send_paced` does the same; this loop feeds the exchange
         itself, so that a chunk resumes one generator (the body) rather than three on its way.

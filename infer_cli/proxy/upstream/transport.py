@@ -31,6 +31,17 @@ class ResponseBody(httpx.AsyncByteStream):
         self._timeout = timeout
         self._released = False
 
+    @property
+    def connection(self) -> Connection:
+        """The connection the body arrives on (a :class:`~infer_cli.proxy.upstream.splice.Splice`
+        takes it from there)."""
+        return self._connection
+
+    @property
+    def timeout(self) -> float | None:
+        """The read timeout: the longest silence allowed between two pieces of the body."""
+        return self._timeout
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         connection, timeout = self._connection, self._timeout
         while chunk := await connection.read(timeout):

@@ -5,7 +5,10 @@ a body framed by ``Content-Length``, chunked encoding or the connection's end) a
 to the reader as they come: every piece that arrived since the last read comes out as one
 ``bytes``, with no copy per layer and one wake-up per socket read, however many chunks it held. A
 connection the server closed is known closed at once (the protocol sees the EOF), and one that sat
-idle is checked for a pending EOF without reading (:meth:`Connection.alive`). Both hot paths speak
+idle is checked for a pending EOF without reading (:meth:`Connection.alive`). A reader that would
+rather be called than wait hands the connection a :class:`BodySink` (:meth:`Connection.deliver_to`):
+each socket read's body bytes then go straight to it from the protocol's callback, with no future,
+no task wake-up and no read call per piece. Both hot paths speak
 HTTP/1.1 through it: the proxy's upstream (as an httpx transport) and the load generator. The pool
 that lends connections out is :mod:`infer_cli.wire.http1.pool`; failures and timeouts are httpx's
 exceptions (:mod:`infer_cli.wire.http1.errors`).
@@ -17,7 +20,7 @@ import asyncio
 import collections
 import select
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 import httpx
 
@@ -51,6 +54,21 @@ _TIMER_SLACK = 0.001
 """Timers may fire this early; a deadline due that soon has passed."""
 
 
+class BodySink(Protocol):
+    """Where a connection in delivery mode puts a response's body (:meth:`Connection.deliver_to`).
+
+    Both are called from the event loop's callbacks: they must not block, and may call the
+    connection's :meth:`~Connection.pause_reading`, :meth:`~Connection.resume_reading` and
+    :meth:`~Connection.close`.
+    """
+
+    def body(self, data: bytes) -> None:
+        """Body bytes that arrived: everything since the last call, in one ``bytes``."""
+
+    def ended(self, error: Exception | None) -> None:
+        """The body is complete (``None``) or failed (httpx's exception); called once, last."""
+
+
 class Connection(asyncio.Protocol):
     """One connection: writes a request, parses its response, feeds the body to one reader."""
 
@@ -80,6 +98,10 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
+        self._sink: BodySink | None = None
+        self._sink_timeout: float | None = None
+        self._last_read = 0.0
+        self._held = False
 
     # --- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -97,6 +119,9 @@ class Connection(asyncio.Protocol):
         except BadResponse as exc:
             self._fail(exc)
             self.close()
+        if self._sink is not None:
+            self._last_read = self._loop.time()
+            self._pump()
 
     def eof_received(self) -> bool | None:
         return None  # let the transport close; connection_lost follows
@@ -117,6 +142,8 @@ class Connection(asyncio.Protocol):
                     Disconnected("peer closed connection without sending complete message body")
                 )
         self._wake()
+        if self._sink is not None:
+            self._pump()
         drained = self._drained
         if drained is not None and not drained.done():
             drained.set_result(None)
@@ -216,6 +243,69 @@ class Connection(asyncio.Protocol):
                 return b""
             if not await self._wait(timeout):
                 raise httpx.ReadTimeout("the server sent nothing in time")
+
+    def deliver_to(self, sink: BodySink, timeout: float | None) -> None:
+        """From now on, hand the response's body to ``sink`` as it arrives (what is queued at
+        once), and its end or failure; ``timeout`` bounds a silence between two reads
+        (``httpx.ReadTimeout``). Once the sink was told the end, the connection is back in
+        reading mode, to be released (or closed) as usual.
+        """
+        if self._head is None:
+            raise RuntimeError("deliver_to() before the response's head arrived")
+        self._sink = sink
+        self._sink_timeout = timeout
+        self._last_read = self._loop.time()
+        if timeout is not None:
+            self._stop_timer()
+            self._timer = self._loop.call_at(self._last_read + timeout, self._on_silence)
+        self._pump()
+
+    def stop_delivery(self) -> None:
+        """Let go of the sink before the end (its reader gave up): it hears nothing more."""
+        if self._sink is not None:
+            self._sink = None
+            self._stop_timer()
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket (the sink's own consumer is full); the server waits."""
+        if not self._held and self._transport is not None and not self._closed:
+            self._held = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._held:
+            self._held = False
+            if self._transport is not None and not self._closed:
+                self._transport.resume_reading()
+            self._last_read = self._loop.time()  # the silence was the consumer's, not the server's
+
+    def _pump(self) -> None:
+        """Delivery mode: hand over what is queued, then the end once there is one."""
+        sink = self._sink
+        if sink is None:
+            return
+        if self._body:
+            sink.body(self._take())
+        if self._sink is not sink:
+            return  # the sink let go of the connection (it closed it) while taking the bytes
+        if self._error is not None or self._state == _DONE:
+            self._sink = None
+            self._stop_timer()
+            sink.ended(self._error)
+
+    def _on_silence(self) -> None:
+        self._timer = None
+        timeout = self._sink_timeout
+        if self._sink is None or timeout is None:
+            return
+        due = self._last_read + timeout
+        if self._held or self._loop.time() < due - _TIMER_SLACK:
+            self._timer = self._loop.call_at(
+                self._loop.time() + timeout if self._held else due, self._on_silence
+            )
+            return
+        self._fail(httpx.ReadTimeout("the server sent nothing in time"))
+        self._pump()
 
     def _take(self) -> bytes:
         body = self._body
