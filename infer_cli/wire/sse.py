@@ -101,6 +101,11 @@ class EventSplitter:
         self._buffer = b""
         self._started = False  # past a possible byte-order mark
 
+    @property
+    def pending(self) -> bool:
+        """Bytes of an unfinished event are held (or the stream's start is not past yet)."""
+        return bool(self._buffer) or not self._started
+
     def feed(self, chunk: bytes) -> list[bytes]:
         """The events that ``chunk`` completes (possibly none)."""
         buffer = self._buffer + chunk if self._buffer else chunk

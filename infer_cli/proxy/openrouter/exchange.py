@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from infer_cli.proxy import errors, sse
 from infer_cli.proxy.errors import ProxyError
 from infer_cli.proxy.openrouter.generations import GenerationRecord
+from infer_cli.proxy.openrouter.passing import ChunkTemplate
 from infer_cli.proxy.openrouter.pricing import Prices
 from infer_cli.proxy.openrouter.rewrite import Tokens, complete_usage, normalize_choices, usage_from
 from infer_cli.proxy.upstream.client import UpstreamStreamError
@@ -91,6 +92,7 @@ class Exchange:
         self._prompt_estimate = prompt_estimate
         self._engine_usage = False
         self._events = sse.EventSplitter()
+        self._template: ChunkTemplate | None = None
 
     @property
     def completion_id(self) -> str:
@@ -158,7 +160,18 @@ class Exchange:
     def feed(self, raw: bytes) -> tuple[bytes, bool]:
         """What the client gets for one read of the engine's event stream (whole events only; a
         cut one waits for its end), and whether the stream is over (``[DONE]`` or an error event
-        were sent: what follows is to be drained, not sent)."""
+        were sent: what follows is to be drained, not sent).
+
+        A read that is one plain chunk of the stream's :class:`ChunkTemplate` (learned from the
+        first one parsed) is counted from its bytes and passed on, with no parse.
+        """
+        template = self._template
+        if template is not None and not self._events.pending:
+            output = template.output(raw)
+            if output is not None:
+                if output:
+                    self._output()
+                return raw, False
         return self._rewrite(self._events.feed(raw))
 
     def end(self) -> bytes:
@@ -197,8 +210,12 @@ class Exchange:
                     out += sse.data_event(chunk)
                 else:
                     self._remember(chunk)
+            elif self._chunk_changed(chunk):
+                out += sse.data_event(chunk)
             else:
-                out += sse.data_event(chunk) if self._chunk_changed(chunk) else event
+                out += event
+                if self._template is None and self.id is not None:
+                    self._template = ChunkTemplate.learn(event, chunk, text=self.text)
         return out, False
 
     def _last_events(self) -> bytes:
@@ -223,19 +240,23 @@ class Exchange:
             if choice.get("finish_reason") is not None:
                 finished = True
         if output:
-            now = time.monotonic()
-            if self._last_output is None:
-                self.ttft = now - self.started
-            else:
-                self.itl.append(now - self._last_output)
-            self._last_output = now
-            self._chunks += 1
+            self._output()
         if not finished:
             return False
         finish = normalize_choices(choices)
         if finish is not None and self.finish_reason is None:
             self.finish_reason, self.native_finish_reason = finish.reason, finish.native
         return True
+
+    def _output(self) -> None:
+        """A chunk with output came: the first sets the TTFT, each later one an inter-token gap."""
+        now = time.monotonic()
+        if self._last_output is None:
+            self.ttft = now - self.started
+        else:
+            self.itl.append(now - self._last_output)
+        self._last_output = now
+        self._chunks += 1
 
     def _remember(self, chunk: dict[str, Any]) -> None:
         if self.id is None and isinstance(chunk.get("id"), str):
