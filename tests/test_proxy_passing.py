@@ -85,6 +85,19 @@ def test_every_match_says_what_a_parse_says(text: bool) -> None:
     assert matched >= 8  # the plain ones matched: the template is used, not merely safe
 
 
+def test_vllms_chunks_teach_a_template() -> None:
+    """vLLM writes ``"token_ids":null`` in each chunk (``stop_reason`` on text completions)."""
+    chunk = chat("x", finish_reason=None, token_ids=None)
+    template = ChunkTemplate.learn(event(chunk), chunk, text=False)
+    assert template is not None
+    assert template.output(event(chat("yz", finish_reason=None, token_ids=None))) is True
+    assert template.output(event(chat("y", finish_reason=None, token_ids=[5]))) is None
+    done = chat("", finish_reason="stop", stop_reason=None, token_ids=None)
+    assert template.output(event(done)) is None
+    text = text_chunk("x", finish_reason=None, stop_reason=None, token_ids=None)
+    assert ChunkTemplate.learn(event(text), text, text=True) is not None
+
+
 def test_a_chunk_that_is_not_plain_teaches_no_template() -> None:
     for chunk in (
         chat("x", finish_reason="length"),

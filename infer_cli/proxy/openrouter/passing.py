@@ -18,7 +18,18 @@ from __future__ import annotations
 
 from typing import Any
 
-_CHOICE_KEYS = frozenset({"index", "delta", "text", "logprobs", "finish_reason", "stop_reason"})
+_CHOICE_KEYS = frozenset(
+    {
+        "index",
+        "delta",
+        "text",
+        "logprobs",
+        "finish_reason",
+        "stop_reason",
+        "token_ids",  # vLLM writes "token_ids":null in every chunk unless they were asked for
+        "prompt_token_ids",
+    }
+)
 _BACKSLASH = 0x5C
 
 
