@@ -14,6 +14,7 @@ import pytest
 
 from infer_cli.wire.http1 import (
     BadResponse,
+    Connection,
     Disconnected,
     Framing,
     Origin,
@@ -21,7 +22,7 @@ from infer_cli.wire.http1 import (
     ResponseHead,
     request_head,
 )
-from tests.scripted_server import OK, Server, answer, serving
+from tests.scripted_server import OK, Script, Server, answer, serving
 
 
 def origin(server: Server) -> Origin:
@@ -410,3 +411,280 @@ async def test_a_large_body_is_read_whole_through_read_ahead_pauses(pool: Pool) 
 def test_a_header_with_a_line_break_is_refused() -> None:
     with pytest.raises(httpx.LocalProtocolError):
         request_head("GET", b"/", [(b"x-a", b"1\r\nx-b: 2")])
+
+
+# --- delivery mode: the body handed to a sink from the connection's callbacks --------------------
+
+
+class Recorder:
+    """A :class:`~infer_cli.wire.http1.BodySink` that writes down every call, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes | Exception | None]] = []
+        self.over = asyncio.Event()
+        self.arrived = asyncio.Event()
+
+    def body(self, data: bytes) -> None:
+        self.calls.append(("body", data))
+        self.arrived.set()
+
+    def ended(self, error: Exception | None) -> None:
+        self.calls.append(("ended", error))
+        self.over.set()
+
+    @property
+    def pieces(self) -> list[bytes]:
+        return [data for kind, data in self.calls if kind == "body" and isinstance(data, bytes)]
+
+    @property
+    def ends(self) -> list[Exception | None]:
+        return [
+            error for kind, error in self.calls if kind == "ended" and not isinstance(error, bytes)
+        ]
+
+    async def finished(self, timeout: float = 5) -> Exception | None:
+        """The error the sink was told at the end (None: a complete body); waits for it, then a
+        little longer, so that a call after the end would be seen."""
+        await asyncio.wait_for(self.over.wait(), timeout)
+        await asyncio.sleep(0.05)
+        assert self.calls[-1][0] == "ended", self.calls
+        assert len(self.ends) == 1, self.calls
+        return self.ends[0]
+
+
+async def delivered(
+    pool: Pool, server: Server, *, timeout: float | None = 5.0
+) -> tuple[Recorder, Connection]:
+    """One request through ``pool`` whose body goes to a :class:`Recorder` (waited for to its end);
+    the connection is released."""
+    connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
+    try:
+        await connection.send(post())
+        await connection.response_head(5)
+        sink = Recorder()
+        connection.deliver_to(sink, timeout)
+        await sink.finished()
+        return sink, connection
+    finally:
+        pool.release(connection)
+
+
+LENGTH_BODY = b"0123456789" * 30
+LENGTH = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%b" % (len(LENGTH_BODY), LENGTH_BODY)
+
+
+@pytest.mark.parametrize(
+    ("raw", "drip", "expected"),
+    [
+        (CHUNKED, 1, b"data: 1\n\ndata: 2\n\ndata: 34567890\n\n"),
+        (CHUNKED, 0, b"data: 1\n\ndata: 2\n\ndata: 34567890\n\n"),
+        (LENGTH, 7, LENGTH_BODY),
+    ],
+    ids=["chunked-every-byte", "chunked-at-once", "content-length"],
+)
+async def test_delivery_hands_the_body_in_order_then_the_end_once_and_the_connection_is_reused(
+    pool: Pool, raw: bytes, drip: int, expected: bytes
+) -> None:
+    async with serving(answer(raw, requests=2, drip=drip)) as server:
+        for count in (1, 2):
+            sink, connection = await delivered(pool, server)
+            assert await sink.finished() is None
+            assert all(sink.pieces) and b"".join(sink.pieces) == expected
+            assert len(sink.pieces) > 1 if drip else len(sink.pieces) >= 1
+            assert connection.requests == count  # the second exchange reused the first's
+        assert pool.idle == 1
+    assert server.connections == 1
+
+
+async def test_delivery_of_a_body_until_the_connection_closes(pool: Pool) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(reader)
+        for piece in (b"HTTP/1.1 200 OK\r\n\r\npart one, ", b"part ", b"two"):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    async with serving(script) as server:
+        sink, connection = await delivered(pool, server)
+        assert await sink.finished() is None
+        assert b"".join(sink.pieces) == b"part one, part two"
+        assert connection.closed and pool.idle == 0
+
+
+async def test_a_body_that_arrived_before_delivery_is_delivered_inside_the_call(
+    pool: Pool,
+) -> None:
+    async with serving(answer(CHUNKED)) as server:
+        connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
+        await connection.send(post())
+        await connection.response_head(5)
+        await asyncio.sleep(0.1)  # the whole answer is in, unread
+        sink = Recorder()
+        connection.deliver_to(sink, 5)
+        assert sink.calls == [
+            ("body", b"data: 1\n\ndata: 2\n\ndata: 34567890\n\n"),
+            ("ended", None),
+        ]
+        assert connection.reusable()
+        pool.release(connection)
+        assert pool.idle == 1
+
+
+async def test_a_server_that_closes_mid_body_ends_delivery_with_a_disconnect(pool: Pool) -> None:
+    async def chunked(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server
+    ) -> None:
+        await s.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"3\r\nabc\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
+    async def length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"abc")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
+    for script in (chunked, length):
+        async with serving(script) as server:
+            sink, connection = await delivered(pool, server)
+            error = await sink.finished()
+            assert isinstance(error, Disconnected)
+            assert "without sending complete message body" in str(error)
+            assert sink.pieces == [b"abc"]
+            assert not connection.reusable()
+    assert pool.idle == 0
+
+
+async def test_silence_in_delivery_mode_is_a_read_timeout_but_steady_pieces_are_not(
+    pool: Pool,
+) -> None:
+    async def stalls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n")
+        await asyncio.sleep(5)
+
+    async def steady(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(8):  # 0.8 s in all, far past the timeout, but never silent that long
+            await asyncio.sleep(0.1)
+            writer.write(b"1\r\nx\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await reader.read()
+
+    async with serving(stalls) as server:
+        started = asyncio.get_running_loop().time()
+        sink, connection = await delivered(pool, server, timeout=0.3)
+        assert isinstance(await sink.finished(), httpx.ReadTimeout)
+        assert asyncio.get_running_loop().time() - started >= 0.25
+        assert sink.pieces == [b"a"]
+        assert connection.closed  # released unfinished: closed
+    async with serving(steady) as server:
+        sink, _ = await delivered(pool, server, timeout=0.5)
+        assert await sink.finished() is None
+        assert b"".join(sink.pieces) == b"x" * 8
+
+
+def gated(go: asyncio.Event) -> Script:
+    """A chunked answer: ``first``, then, once ``go`` is set, ``second`` and the end."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await go.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    return script
+
+
+async def test_paused_reading_delivers_nothing_until_resumed_and_is_no_timeout(pool: Pool) -> None:
+    go = asyncio.Event()
+    async with serving(gated(go)) as server:
+        connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
+        await connection.send(post())
+        await connection.response_head(5)
+        sink = Recorder()
+        connection.deliver_to(sink, 0.2)
+        await asyncio.wait_for(sink.arrived.wait(), 5)
+        connection.pause_reading()
+        go.set()
+        await asyncio.sleep(0.5)  # the rest is on the socket; and longer than the read timeout
+        assert sink.calls == [("body", b"first")]
+        connection.resume_reading()
+        assert await sink.finished() is None  # the pause was the reader's: no ReadTimeout
+        assert sink.pieces == [b"first", b"second"]
+        pool.release(connection)
+        assert pool.idle == 1
+
+
+async def test_a_sink_may_pause_reading_from_its_body_callback(pool: Pool) -> None:
+    go = asyncio.Event()
+
+    class Pausing(Recorder):
+        def body(self, data: bytes) -> None:
+            super().body(data)
+            connection.pause_reading()
+
+    async with serving(gated(go)) as server:
+        connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
+        await connection.send(post())
+        await connection.response_head(5)
+        sink = Pausing()
+        connection.deliver_to(sink, 5)
+        await asyncio.wait_for(sink.arrived.wait(), 5)
+        go.set()
+        await asyncio.sleep(0.2)
+        assert sink.calls == [("body", b"first")]
+        connection.resume_reading()
+        assert await sink.finished() is None
+        assert sink.pieces == [b"first", b"second"]
+        pool.release(connection)
+
+
+async def test_after_stop_delivery_the_sink_hears_nothing_and_the_connection_is_closed(
+    pool: Pool,
+) -> None:
+    go = asyncio.Event()
+    async with serving(gated(go)) as server:
+        connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
+        await connection.send(post())
+        await connection.response_head(5)
+        sink = Recorder()
+        connection.deliver_to(sink, 0.2)
+        await asyncio.wait_for(sink.arrived.wait(), 5)
+        connection.stop_delivery()
+        go.set()
+        await asyncio.sleep(0.4)  # the rest and the end came; the read timeout passed too
+        assert sink.calls == [("body", b"first")]
+        pool.release(connection)
+        assert connection.closed and pool.idle == 0
+
+
+async def test_deliver_to_before_the_head_is_refused(pool: Pool) -> None:
+    async def holds(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(reader)
+        await reader.read()
+
+    async with serving(holds) as server:
+        connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
+        with pytest.raises(RuntimeError, match="before the response's head"):
+            connection.deliver_to(Recorder(), 5)  # no request yet
+        await connection.send(post())
+        with pytest.raises(RuntimeError, match="before the response's head"):
+            connection.deliver_to(Recorder(), 5)  # the server holds the head back
+        await asyncio.sleep(0.1)
+        with pytest.raises(RuntimeError, match="before the response's head"):
+            connection.deliver_to(Recorder(), 5)
+        connection.close()
+        pool.release(connection)
