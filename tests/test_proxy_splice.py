@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -22,6 +22,8 @@ import pytest
 
 from infer_cli.proxy.upstream import relay
 from infer_cli.proxy.upstream.splice import DRAIN_BYTES, Splice
+from infer_cli.wire.server import bind
+from tests import proxy_harness
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_harness import MODEL, STREAM, Running, events_of, running_proxy
 from tests.scripted_server import Server, serving
@@ -153,9 +155,9 @@ class BigEngine:
         await reader.read()
 
 
-async def stalled_client(url: str, *, stall: float, engine: BigEngine) -> tuple[bytes, int, bool]:
-    """A streamed completion from a raw socket that reads nothing for ``stall`` seconds, then
-    everything: the response's body, and how far the engine had got when reading began."""
+async def stalled_client(url: str, *, stall: float, resuming: Callable[[], None]) -> bytes:
+    """A streamed completion from a raw socket with a small receive window that reads nothing for
+    ``stall`` seconds (then calls ``resuming``), then everything: the response's SSE body."""
     loop = asyncio.get_running_loop()
     host, port = url.removeprefix("http://").split(":")
     body = json.dumps(STREAM).encode()
@@ -169,7 +171,7 @@ async def stalled_client(url: str, *, stall: float, engine: BigEngine) -> tuple[
         await loop.sock_connect(sock, (host, int(port)))
         await loop.sock_sendall(sock, request)
         await asyncio.sleep(stall)
-        sent_then, finished_then = engine.sent, engine.finished.is_set()
+        resuming()
         raw = bytearray()
         while piece := await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 10):
             raw += piece
@@ -178,7 +180,7 @@ async def stalled_client(url: str, *, stall: float, engine: BigEngine) -> tuple[
     assert b"transfer-encoding: chunked" in head.lower()
     sse_body, complete = dechunk(rest)
     assert complete
-    return sse_body, sent_then, finished_then
+    return sse_body
 
 
 async def test_a_client_that_stops_reading_holds_the_engine_back_and_loses_nothing(
@@ -186,13 +188,17 @@ async def test_a_client_that_stops_reading_holds_the_engine_back_and_loses_nothi
 ) -> None:
     engine = BigEngine()
     async with serving(engine.script) as server, proxy_of(server) as proxy:
-        sse_body, sent_then, finished_then = await stalled_client(
-            proxy.url, stall=1.0, engine=engine
+        then: list[tuple[int, bool]] = []
+        sse_body = await stalled_client(
+            proxy.url,
+            stall=1.0,
+            resuming=lambda: then.append((engine.sent, engine.finished.is_set())),
         )
         assert engine.finished.is_set()
     assert len(splices) == 1
     # While the client read nothing, the proxy stopped reading the engine: the engine's writes
     # were held back short of the answer's end (without the pause it ends within the stall).
+    [(sent_then, finished_then)] = then
     assert not finished_then and sent_then < EVENTS, sent_then
     chunks = chunks_of(sse_body)
     texts = [
@@ -273,6 +279,44 @@ async def test_junk_after_done_within_the_allowance_is_read_and_the_connection_r
             assert_complete(await stream_through(proxy))
     assert len(splices) == 2
     assert server.connections == 1
+
+
+async def test_a_client_behind_at_the_engines_last_read_leaves_its_connection_usable(
+    splices: list[Splice], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole answer comes in one read while the client is not reading: the splice pauses the
+    engine's connection at the read that also ends the body. The connection goes back to the pool
+    at the end; the next request on it must be answered, not wait unread for its timeout."""
+
+    def small_send_buffer(host: str, port: int) -> socket.socket:
+        # The proxy's client connections (accepted from this socket) keep a small send buffer,
+        # so that a client that does not read makes the proxy's writer pause at once.
+        sock = bind(host, port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024)
+        return sock
+
+    monkeypatch.setattr(proxy_harness, "bind", small_send_buffer)
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        while True:
+            await s.read_request(reader)
+            pieces = [content("Hello"), content(","), content(" world")]
+            pieces += [content(":" + "y" * 4000) for _ in range(40)]  # ~170 KB in all
+            pieces += ending(3)
+            writer.write(SSE_HEAD + b"".join(chunk(piece) for piece in pieces) + b"0\r\n\r\n")
+            await writer.drain()
+
+    async with serving(script) as server, proxy_of(server, request_timeout=1.0) as proxy:
+        first = await stalled_client(proxy.url, stall=0.5, resuming=lambda: None)
+        assert chunks_of(first)[-1]["usage"]["completion_tokens"] == 3
+        async with (
+            proxy.http() as http,
+            http.stream("POST", "/v1/chat/completions", json=STREAM) as response,
+        ):
+            assert response.status_code == 200  # not 408 after the engine's connection sat unread
+            second = b"".join([piece async for piece in response.aiter_bytes()])
+        assert chunks_of(second)[-1]["usage"]["completion_tokens"] == 3
+    assert len(splices) == 2
 
 
 # --- what a generation records -----------------------------------------------------------------

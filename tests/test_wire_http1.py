@@ -628,19 +628,26 @@ async def test_paused_reading_delivers_nothing_until_resumed_and_is_no_timeout(p
         assert pool.idle == 1
 
 
+class Pausing(Recorder):
+    """A sink whose consumer is always full: it pauses the connection at every piece, as the
+    proxy's splice does when the client reads slower than the engine writes."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__()
+        self.connection = connection
+
+    def body(self, data: bytes) -> None:
+        super().body(data)
+        self.connection.pause_reading()
+
+
 async def test_a_sink_may_pause_reading_from_its_body_callback(pool: Pool) -> None:
     go = asyncio.Event()
-
-    class Pausing(Recorder):
-        def body(self, data: bytes) -> None:
-            super().body(data)
-            connection.pause_reading()
-
     async with serving(gated(go)) as server:
         connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
         await connection.send(post())
         await connection.response_head(5)
-        sink = Pausing()
+        sink = Pausing(connection)
         connection.deliver_to(sink, 5)
         await asyncio.wait_for(sink.arrived.wait(), 5)
         go.set()
@@ -650,6 +657,28 @@ async def test_a_sink_may_pause_reading_from_its_body_callback(pool: Pool) -> No
         assert await sink.finished() is None
         assert sink.pieces == [b"first", b"second"]
         pool.release(connection)
+
+
+async def test_a_pause_on_the_last_piece_leaves_the_connection_fit_for_the_next_exchange(
+    pool: Pool,
+) -> None:
+    """The sink pauses at the piece that completes the body: it is told the end at once, and the
+    connection it gives back must read the next answer ("back in reading mode"), not sit with
+    its socket unread until the next exchange times out."""
+    async with serving(answer(CHUNKED, requests=2)) as server:
+        connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
+        await connection.send(post())
+        await connection.response_head(5)
+        await asyncio.sleep(0.1)  # the whole answer is in: one piece, then the end
+        sink = Pausing(connection)
+        connection.deliver_to(sink, 5)
+        assert sink.calls == [
+            ("body", b"data: 1\n\ndata: 2\n\ndata: 34567890\n\n"),
+            ("ended", None),
+        ]
+        pool.release(connection)
+        _, body = await exchange(pool, server, timeout=1.0)
+        assert body == b"data: 1\n\ndata: 2\n\ndata: 34567890\n\n"
 
 
 async def test_after_stop_delivery_the_sink_hears_nothing_and_the_connection_is_closed(
