@@ -174,6 +174,7 @@ class Connection(asyncio.Protocol):
             and self._error is None
             and not self._body
             and not self._rest
+            and not self._held
         )
 
     def alive(self) -> bool:
@@ -291,6 +292,8 @@ class Connection(asyncio.Protocol):
         if self._error is not None or self._state == _DONE:
             self._sink = None
             self._stop_timer()
+            if self._held:  # paused for the last piece: the next exchange must be read
+                self.resume_reading()
             sink.ended(self._error)
 
     def _on_silence(self) -> None:
