@@ -270,7 +270,7 @@ class FakeUpstream:
         self, completion_id: str, created: int, *, text: bool, usage: bool
     ) -> AsyncIterator[bytes]:
         def event(body: dict[str, Any]) -> bytes:
-            return f"data: {json.dumps(body)}\n\n".encode()
+            return f"data: {json.dumps(body, separators=(',', ':'))}\n\n".encode()  # as vLLM writes
 
         def chunk(content: str | None, finish: str | None = None) -> bytes:
             choice: dict[str, Any] = {"index": 0}

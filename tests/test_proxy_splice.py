@@ -48,7 +48,7 @@ def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         "choices": choices,
         **extra,
     }
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
 def content(text: str) -> bytes:
@@ -317,6 +317,45 @@ async def test_a_client_behind_at_the_engines_last_read_leaves_its_connection_us
             second = b"".join([piece async for piece in response.aiter_bytes()])
         assert chunks_of(second)[-1]["usage"]["completion_tokens"] == 3
     assert len(splices) == 2
+
+
+@pytest.mark.parametrize("case", ["no [DONE]", "end after [DONE] comes late"])
+async def test_a_stalled_client_at_the_end_does_not_cost_the_engine_connection(
+    splices: list[Splice], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """The engine's last events (an end without ``[DONE]``, or ``[DONE]`` with the body's end some
+    time later) reach a proxy whose client is not reading: the rest of the engine's body is read
+    anyway, and its connection carries the next request."""
+
+    def small_send_buffer(host: str, port: int) -> socket.socket:
+        sock = bind(host, port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024)
+        return sock
+
+    monkeypatch.setattr(proxy_harness, "bind", small_send_buffer)
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        while True:
+            await s.read_request(reader)
+            pieces = [content("Hello")] + [content("y" * 4000) for _ in range(40)]
+            last = ending(41)
+            if case == "no [DONE]":
+                writer.write(SSE_HEAD + b"".join(chunk(p) for p in pieces + last[:2]))
+                writer.write(b"0\r\n\r\n")
+            else:
+                writer.write(SSE_HEAD + b"".join(chunk(p) for p in pieces + last))
+                await writer.drain()
+                await asyncio.sleep(0.3)  # the body's end, while the client still stalls
+                writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async with serving(script) as server, proxy_of(server, request_timeout=5.0) as proxy:
+        first = await stalled_client(proxy.url, stall=1.5, resuming=lambda: None)
+        assert chunks_of(first)[-1]["usage"]["completion_tokens"] == 41
+        second = await stream_through(proxy)
+        assert chunks_of(second)[-1]["usage"]["completion_tokens"] == 41
+    assert len(splices) == 2
+    assert server.connections == 1  # the first answer's connection was read to its end, reused
 
 
 # --- what a generation records -----------------------------------------------------------------

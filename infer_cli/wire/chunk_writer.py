@@ -56,8 +56,10 @@ class ChunkWriter:
         return bool(self._flow.write_paused)
 
     def write(self, data: bytes) -> bool:
-        """Send ``data`` as one chunk of the body; False (nothing sent) once the client is gone."""
-        if self._cycle.disconnected:
+        """Send ``data`` as one chunk of the body; False (nothing sent) once the client is gone
+        or the response is over."""
+        cycle = self._cycle
+        if cycle.disconnected or cycle.response_complete or self._transport.is_closing():
             return False
         if data:
             self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))

@@ -9,9 +9,11 @@ from then on a chunk that is those bytes around a string needs no parse: it pass
 output when the string is not empty. Anything else (a finish reason, usage, an error, a changed
 field, a text with a quote or a line break in it) does not match, and is parsed as before.
 
-A match is exact: a JSON string's body holds no unescaped quote, so a chunk made of the learned
-prefix, a run of bytes with no quote (and not ending in a backslash), and the learned suffix has the
-learned chunk's structure, with another text.
+A match is exact for valid JSON: a JSON string's body holds no unescaped quote, so a chunk made of
+the learned prefix, a run of bytes with no quote (and not ending in a backslash), and the learned
+suffix has the learned chunk's structure, with another text. The text itself is not validated: an
+engine chunk whose text is not valid JSON (a raw control character, a bad escape) passes unchanged
+either way, but is counted as output here where a parse would leave it uncounted.
 """
 
 from __future__ import annotations

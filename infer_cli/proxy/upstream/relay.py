@@ -308,7 +308,8 @@ class RelayResponse(Response):
         """The engine's event stream as ``exchange`` rewrites it, each read's events sent as they
         came, with a keep-alive comment in every silence: the loop for when a
         :class:`~infer_cli.proxy.upstream.splice.Splice` cannot be had (an ``https://`` engine, a
-        server other than infer's).
+        server other than infer's, a response start that a middleware holds back). An engine
+        whose headers come later than the keep-alive interval goes through :meth:`_relay_late`.
 
         :meth:`Exchange.stream` in :meth:`_send_paced` does the same; this loop feeds the exchange
         itself, so that a chunk resumes one generator (the body) rather than three on its way.

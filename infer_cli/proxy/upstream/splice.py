@@ -112,6 +112,7 @@ class Splice:
         if self._done:
             return
         if not self._over:
+            self._over = True  # the engine's part is over: nothing is held back from here
             exchange = self._exchange
             try:
                 if isinstance(error, httpx.HTTPError):
@@ -134,7 +135,7 @@ class Splice:
             self._finish()  # the client is gone; the relay's watcher cancels the exchange
             return
         self._last = self._loop.time()
-        if writer.paused:
+        if writer.paused and not self._over:
             self._connection.pause_reading()
             self._signal()
 
@@ -149,7 +150,11 @@ class Splice:
             if self._writer.paused:
                 self._last = loop.time()  # a client that is not reading is not waiting either
             else:
-                self._send(sse.KEEPALIVE_COMMENT)
+                try:
+                    self._send(sse.KEEPALIVE_COMMENT)
+                except Exception as exc:  # a bug: the relay logs it, as one of its own
+                    self._failure = exc
+                    self._finish()
             due = self._last + self._interval
         if not self._done:
             self._timer = loop.call_at(due, self._on_quiet)
@@ -158,6 +163,7 @@ class Splice:
 
     def _drop_rest(self) -> None:
         self._over = True
+        self._connection.resume_reading()  # what is left is dropped, however slow the client
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self._loop.call_later(DRAIN_SECONDS, self._finish)

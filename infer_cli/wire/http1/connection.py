@@ -175,6 +175,7 @@ class Connection(asyncio.Protocol):
             and not self._body
             and not self._rest
             and not self._held
+            and self._sink is None
         )
 
     def alive(self) -> bool:
@@ -248,8 +249,9 @@ class Connection(asyncio.Protocol):
     def deliver_to(self, sink: BodySink, timeout: float | None) -> None:
         """From now on, hand the response's body to ``sink`` as it arrives (what is queued at
         once), and its end or failure; ``timeout`` bounds a silence between two reads
-        (``httpx.ReadTimeout``). Once the sink was told the end, the connection is back in
-        reading mode, to be released (or closed) as usual.
+        (``httpx.ReadTimeout``). Once the sink was told the end (the connection reading again if
+        it was paused), it is released (or closed) as usual; a sink that gives up before the end
+        calls :meth:`stop_delivery` first.
         """
         if self._head is None:
             raise RuntimeError("deliver_to() before the response's head arrived")
@@ -288,7 +290,7 @@ class Connection(asyncio.Protocol):
         if self._body:
             sink.body(self._take())
         if self._sink is not sink:
-            return  # the sink let go of the connection (it closed it) while taking the bytes
+            return  # the sink let go of the connection (stop_delivery) while taking the bytes
         if self._error is not None or self._state == _DONE:
             self._sink = None
             self._stop_timer()
