@@ -4,6 +4,7 @@ statuses.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import httpx
 
 from infer_cli.proxy import errors
 from infer_cli.proxy.errors import ProxyError
-from infer_cli.proxy.upstream.transport import ResponseBody, UpstreamTransport
+from infer_cli.proxy.upstream.transport import ResponseBody, Sent, UpstreamTransport
 
 if TYPE_CHECKING:
     from infer_cli.proxy.context import ProxyConfig
@@ -101,6 +102,23 @@ class UpstreamClient(httpx.AsyncClient):
     async def open(
         self, method: str, url: str, headers: list[tuple[str, str]], content: bytes
     ) -> httpx.Response:
+        request = self._request(method, url, headers, content)
+        response = await self.engine.handle_async_request(request)
+        response.request = request
+        return response
+
+    def open_now(
+        self, method: str, url: str, headers: list[tuple[str, str]], content: bytes
+    ) -> tuple[httpx.Request, Sent] | None:
+        """:meth:`open`'s request written now, when an idle connection allows
+        (:meth:`UpstreamTransport.send_now`); else None."""
+        request = self._request(method, url, headers, content)
+        sent = self.engine.send_now(request)
+        return None if sent is None else (request, sent)
+
+    def _request(
+        self, method: str, url: str, headers: list[tuple[str, str]], content: bytes
+    ) -> httpx.Request:
         parsed = self._urls.get(url)
         if parsed is None:
             if len(self._urls) >= _URL_CACHE_SIZE:
@@ -108,16 +126,13 @@ class UpstreamClient(httpx.AsyncClient):
             parsed = self._urls[url] = httpx.URL(url)
         merged = httpx.Headers(self.headers)
         merged.update(headers)
-        request = httpx.Request(
+        return httpx.Request(
             method,
             parsed,
             headers=merged,
             content=content,
             extensions={"timeout": self.timeout.as_dict()},
         )
-        response = await self.engine.handle_async_request(request)
-        response.request = request
-        return response
 
 
 _URL_CACHE_SIZE = 256
@@ -201,6 +216,37 @@ def _connection_tokens(pairs: Iterable[tuple[str, str]]) -> set[str]:
         if name.lower() == "connection":
             tokens.update(token.strip().lower() for token in value.split(",") if token.strip())
     return tokens
+
+
+def start_response(
+    client: httpx.AsyncClient, request: UpstreamRequest
+) -> asyncio.Task[httpx.Response]:
+    """:func:`open_response` as a task, with the request already on its way to the engine when an
+    idle connection allows (a task's own first turn comes one pass of the event loop later)."""
+    if isinstance(client, UpstreamClient) and client.handles(request.url):
+        try:
+            opened = client.open_now(request.method, request.url, request.headers, request.content)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return asyncio.ensure_future(_failed(upstream_error(exc, started=False)))
+        if opened is not None:
+            built, sent = opened
+            task = asyncio.ensure_future(_answer(built, sent))
+            task.add_done_callback(lambda _: sent.abandon())  # cancelled before its first turn
+            return task
+    return asyncio.ensure_future(open_response(client, request))
+
+
+async def _answer(request: httpx.Request, sent: Sent) -> httpx.Response:
+    try:
+        response = await sent.response()
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise upstream_error(exc, started=False) from exc
+    response.request = request
+    return response
+
+
+async def _failed(error: ProxyError) -> httpx.Response:
+    raise error
 
 
 async def open_response(client: httpx.AsyncClient, request: UpstreamRequest) -> httpx.Response:

@@ -28,8 +28,8 @@ from infer_cli.proxy.upstream.client import (
     UpstreamStreamError,
     error_message,
     iter_body,
-    open_response,
     response_headers,
+    start_response,
 )
 from infer_cli.proxy.upstream.splice import Splice
 from infer_cli.proxy.upstream.transport import ResponseBody
@@ -123,7 +123,7 @@ class RelayResponse(Response):
 
     async def _relay(self, scope: Scope, receive: Receive, send: Send) -> None:
         sent_at = time.monotonic()
-        pending = asyncio.ensure_future(open_response(self._client, self._request))
+        pending = start_response(self._client, self._request)
         pending.add_done_callback(_retrieve)
         try:
             if self._request.stream:

@@ -198,7 +198,15 @@ class Connection(asyncio.Protocol):
         """Start an exchange with ``data`` (the request head, and its body or the start of it);
         the response is read as it comes. More of a streamed body goes through :meth:`write`.
         """
-        if self._transport is None or self._closed:
+        self.send_now(data, head_request=head_request)
+        await self.drain(timeout)
+
+    def send_now(self, data: bytes, *, head_request: bool = False) -> None:
+        """:meth:`send` without waiting for the send buffer: ``data`` is handed to the transport,
+        which writes what the socket takes now and the rest as it can. For a request written whole
+        (a small one: the transport buffers what the socket does not take)."""
+        transport = self._transport
+        if transport is None or self._closed:
             raise httpx.WriteError("the connection is closed")
         self._state = _HEAD
         self._head = None
@@ -206,14 +214,10 @@ class Connection(asyncio.Protocol):
         self._keep_alive = True
         self._head_request = head_request
         self.requests += 1
-        await self.write(data, timeout)
-
-    async def write(self, data: bytes, timeout: float | None = None) -> None:
-        """Write more of the request, waiting (up to ``timeout``) while the send buffer is full."""
-        transport = self._transport
-        if transport is None or self._closed:
-            raise httpx.WriteError("the connection is closed")
         transport.write(data)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait (up to ``timeout``) while the send buffer is over its high-water mark."""
         if not self._writing_paused or self._closed:
             return
         drained = self._drained = self._loop.create_future()
@@ -224,6 +228,14 @@ class Connection(asyncio.Protocol):
             raise httpx.WriteTimeout("the server did not take the request in time") from None
         finally:
             self._drained = None
+
+    async def write(self, data: bytes, timeout: float | None = None) -> None:
+        """Write more of the request, waiting (up to ``timeout``) while the send buffer is full."""
+        transport = self._transport
+        if transport is None or self._closed:
+            raise httpx.WriteError("the connection is closed")
+        transport.write(data)
+        await self.drain(timeout)
 
     async def response_head(self, timeout: float | None) -> ResponseHead:
         """The response's status line and headers, once they arrived."""

@@ -77,6 +77,18 @@ class Pool:
             raise
         return connection
 
+    def acquire_idle(self, origin: Origin) -> Connection | None:
+        """An idle connection to ``origin`` at once, when one is kept and a slot is free with nobody
+        waiting for one; else None (and no slot taken): :meth:`acquire` then waits or connects."""
+        if self._closed or self._waiting or not self._idle.get(origin):
+            return None
+        if self.max_connections is not None and self._active >= self.max_connections:
+            return None
+        connection = self._take_idle(origin)
+        if connection is not None:
+            self._active += 1
+        return connection
+
     def release(self, connection: Connection) -> None:
         """An exchange is over: its connection is kept for the next if it can carry one, else
         closed (a body not read to its end closes it, so the server sees the client go away).
