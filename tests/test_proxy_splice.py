@@ -281,21 +281,26 @@ async def test_junk_after_done_within_the_allowance_is_read_and_the_connection_r
     assert server.connections == 1
 
 
-async def test_a_client_behind_at_the_engines_last_read_leaves_its_connection_usable(
-    splices: list[Splice], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The whole answer comes in one read while the client is not reading: the splice pauses the
-    engine's connection at the read that also ends the body. The connection goes back to the pool
-    at the end; the next request on it must be answered, not wait unread for its timeout."""
+@pytest.fixture
+def small_send_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy's client connections (accepted from its socket) keep a small send buffer, so that
+    a client that does not read makes the proxy's writer pause at once."""
 
     def small_send_buffer(host: str, port: int) -> socket.socket:
-        # The proxy's client connections (accepted from this socket) keep a small send buffer,
-        # so that a client that does not read makes the proxy's writer pause at once.
         sock = bind(host, port)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024)
         return sock
 
     monkeypatch.setattr(proxy_harness, "bind", small_send_buffer)
+
+
+@pytest.mark.usefixtures("small_send_buffers")
+async def test_a_client_behind_at_the_engines_last_read_leaves_its_connection_usable(
+    splices: list[Splice],
+) -> None:
+    """The whole answer comes in one read while the client is not reading: the splice pauses the
+    engine's connection at the read that also ends the body. The connection goes back to the pool
+    at the end; the next request on it must be answered, not wait unread for its timeout."""
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
         while True:
@@ -320,19 +325,13 @@ async def test_a_client_behind_at_the_engines_last_read_leaves_its_connection_us
 
 
 @pytest.mark.parametrize("case", ["no [DONE]", "end after [DONE] comes late"])
+@pytest.mark.usefixtures("small_send_buffers")
 async def test_a_stalled_client_at_the_end_does_not_cost_the_engine_connection(
-    splices: list[Splice], monkeypatch: pytest.MonkeyPatch, case: str
+    splices: list[Splice], case: str
 ) -> None:
     """The engine's last events (an end without ``[DONE]``, or ``[DONE]`` with the body's end some
     time later) reach a proxy whose client is not reading: the rest of the engine's body is read
     anyway, and its connection carries the next request."""
-
-    def small_send_buffer(host: str, port: int) -> socket.socket:
-        sock = bind(host, port)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024)
-        return sock
-
-    monkeypatch.setattr(proxy_harness, "bind", small_send_buffer)
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
         while True:

@@ -452,17 +452,26 @@ class Recorder:
         return self.ends[0]
 
 
+async def delivering(
+    pool: Pool, server: Server, timeout: float | None
+) -> tuple[Connection, Recorder]:
+    """A request on a pooled connection whose answer's head came: its body delivered to a new
+    :class:`Recorder` (read timeout ``timeout``)."""
+    connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
+    await connection.send(post())
+    await connection.response_head(5)
+    sink = Recorder()
+    connection.deliver_to(sink, timeout)
+    return connection, sink
+
+
 async def delivered(
     pool: Pool, server: Server, *, timeout: float | None = 5.0
 ) -> tuple[Recorder, Connection]:
     """One request through ``pool`` whose body goes to a :class:`Recorder` (waited for to its end);
     the connection is released."""
-    connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
+    connection, sink = await delivering(pool, server, timeout)
     try:
-        await connection.send(post())
-        await connection.response_head(5)
-        sink = Recorder()
-        connection.deliver_to(sink, timeout)
         await sink.finished()
         return sink, connection
     finally:
@@ -611,11 +620,7 @@ def gated(go: asyncio.Event) -> Script:
 async def test_paused_reading_delivers_nothing_until_resumed_and_is_no_timeout(pool: Pool) -> None:
     go = asyncio.Event()
     async with serving(gated(go)) as server:
-        connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
-        await connection.send(post())
-        await connection.response_head(5)
-        sink = Recorder()
-        connection.deliver_to(sink, 0.2)
+        connection, sink = await delivering(pool, server, 0.2)
         await asyncio.wait_for(sink.arrived.wait(), 5)
         connection.pause_reading()
         go.set()
@@ -686,11 +691,7 @@ async def test_after_stop_delivery_the_sink_hears_nothing_and_the_connection_is_
 ) -> None:
     go = asyncio.Event()
     async with serving(gated(go)) as server:
-        connection = await pool.acquire(origin(server), connect_timeout=5, pool_timeout=5)
-        await connection.send(post())
-        await connection.response_head(5)
-        sink = Recorder()
-        connection.deliver_to(sink, 0.2)
+        connection, sink = await delivering(pool, server, 0.2)
         await asyncio.wait_for(sink.arrived.wait(), 5)
         connection.stop_delivery()
         go.set()
