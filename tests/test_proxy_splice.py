@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
+from infer_cli.proxy.openrouter.exchange import DRAIN_BYTES
 from infer_cli.proxy.upstream import relay
-from infer_cli.proxy.upstream.splice import DRAIN_BYTES, Splice
+from infer_cli.proxy.upstream.splice import Splice
 from infer_cli.wire.server import bind
 from tests import proxy_harness
 from tests.fake_upstream import FakeUpstream

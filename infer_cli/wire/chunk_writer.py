@@ -58,8 +58,7 @@ class ChunkWriter:
     def write(self, data: bytes) -> bool:
         """Send ``data`` as one chunk of the body; False (nothing sent) once the client is gone
         or the response is over."""
-        cycle = self._cycle
-        if cycle.disconnected or cycle.response_complete or self._transport.is_closing():
+        if self.closed or self._cycle.response_complete:
             return False
         if data:
             self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))

@@ -391,8 +391,10 @@ class Exchange:
         return record
 
 
-_DRAIN_BYTES = 64 * 1024
-_DRAIN_SECONDS = 1.0
+DRAIN_BYTES = 64 * 1024
+DRAIN_SECONDS = 1.0
+"""After ``[DONE]`` the rest of the engine's body (its end, normally) is read and dropped, up to
+this much for this long, so that the connection can carry the next request."""
 
 
 async def drain(source: sse.ByteStream) -> None:
@@ -401,10 +403,10 @@ async def drain(source: sse.ByteStream) -> None:
     """
     drained = 0
     with contextlib.suppress(TimeoutError, UpstreamStreamError):
-        async with asyncio.timeout(_DRAIN_SECONDS):
+        async with asyncio.timeout(DRAIN_SECONDS):
             async for raw in source:
                 drained += len(raw)
-                if drained > _DRAIN_BYTES:
+                if drained > DRAIN_BYTES:
                     return
 
 

@@ -23,17 +23,13 @@ from typing import TYPE_CHECKING
 import httpx
 
 from infer_cli.proxy import sse
+from infer_cli.proxy.openrouter.exchange import DRAIN_BYTES, DRAIN_SECONDS
 from infer_cli.proxy.upstream.client import upstream_error
 
 if TYPE_CHECKING:
     from infer_cli.proxy.openrouter.exchange import Exchange
     from infer_cli.wire.chunk_writer import ChunkWriter
     from infer_cli.wire.http1 import Connection
-
-DRAIN_BYTES = 64 * 1024
-DRAIN_SECONDS = 1.0
-"""After ``[DONE]`` the rest of the engine's body (its end, normally) is read and dropped, up to
-this much for this long, so that the connection can carry the next request."""
 
 _EARLY = 0.002
 """Timers may fire this early; a comment due that soon is sent now."""
@@ -104,9 +100,8 @@ class Splice:
                 self._send(out)
             if ended:
                 self._drop_rest()
-        except Exception as exc:  # a bug: the relay logs it, as one of its own
-            self._failure = exc
-            self._finish()
+        except Exception as exc:
+            self._fail(exc)
 
     def ended(self, error: Exception | None) -> None:
         if self._done:
@@ -124,7 +119,7 @@ class Splice:
                     out = exchange.end()
                 self._send(out)
             except Exception as exc:
-                self._failure = exc
+                self._fail(exc)
         self._finish()
 
     # --- the client's side ----------------------------------------------------------------------
@@ -152,9 +147,8 @@ class Splice:
             else:
                 try:
                     self._send(sse.KEEPALIVE_COMMENT)
-                except Exception as exc:  # a bug: the relay logs it, as one of its own
-                    self._failure = exc
-                    self._finish()
+                except Exception as exc:
+                    self._fail(exc)
             due = self._last + self._interval
         if not self._done:
             self._timer = loop.call_at(due, self._on_quiet)
@@ -167,6 +161,11 @@ class Splice:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self._loop.call_later(DRAIN_SECONDS, self._finish)
+
+    def _fail(self, exc: Exception) -> None:
+        """A bug in a callback: the relay raises it, and logs it as one of its own."""
+        self._failure = exc
+        self._finish()
 
     def _finish(self) -> None:
         if not self._done:

@@ -205,16 +205,13 @@ class Connection(asyncio.Protocol):
         """:meth:`send` without waiting for the send buffer: ``data`` is handed to the transport,
         which writes what the socket takes now and the rest as it can. For a request written whole
         (a small one: the transport buffers what the socket does not take)."""
-        transport = self._transport
-        if transport is None or self._closed:
-            raise httpx.WriteError("the connection is closed")
+        self._put(data)
         self._state = _HEAD
         self._head = None
         self._error = None
         self._keep_alive = True
         self._head_request = head_request
         self.requests += 1
-        transport.write(data)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait (up to ``timeout``) while the send buffer is over its high-water mark."""
@@ -231,11 +228,14 @@ class Connection(asyncio.Protocol):
 
     async def write(self, data: bytes, timeout: float | None = None) -> None:
         """Write more of the request, waiting (up to ``timeout``) while the send buffer is full."""
+        self._put(data)
+        await self.drain(timeout)
+
+    def _put(self, data: bytes) -> None:
         transport = self._transport
         if transport is None or self._closed:
             raise httpx.WriteError("the connection is closed")
         transport.write(data)
-        await self.drain(timeout)
 
     async def response_head(self, timeout: float | None) -> ResponseHead:
         """The response's status line and headers, once they arrived."""
