@@ -3,7 +3,8 @@
 
 A stream is vLLM's: a role chunk, then ``--chunks`` chat chunks of text (one ``data:`` event of
 about 250 bytes each, ``"token_ids":null`` included, one event per read as a paced engine sends
-them), a finish chunk, the usage chunk and ``[DONE]``. Each way feeds the whole stream to a new
+them; ``--per-read N`` joins N events in each read, as a saturated engine's reads come), a finish
+chunk, the usage chunk and ``[DONE]``. Each way feeds the whole stream to a new
 :class:`~infer_cli.proxy.openrouter.exchange.Exchange` ``--repeats`` times, alternating; *parsed*
 forgets the template before every read, so each chunk takes the full parse as it did before the
 template. The figure is the median CPU microseconds per chunk (this thread's CPU time, so that time
@@ -11,6 +12,7 @@ the machine gives to other processes is left out), and template/parsed as a rati
 give the client the same bytes and count the same output chunks; the run stops if they do not.
 
     .venv/bin/python benchmarks/chunk_feed.py
+    .venv/bin/python benchmarks/chunk_feed.py --per-read 4
     .venv/bin/python benchmarks/chunk_feed.py --chunks 50000 --repeats 9 --output chunk_feed.json
 """
 
@@ -46,7 +48,7 @@ def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
     )
 
 
-def stream(chunks: int) -> list[bytes]:
+def stream(chunks: int, per_read: int = 1) -> list[bytes]:
     def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
             "index": 0,
@@ -62,7 +64,7 @@ def stream(chunks: int) -> list[bytes]:
     usage = {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}
     reads.append(event([], usage=usage))
     reads.append(b"data: [DONE]\n\n")
-    return reads
+    return [b"".join(reads[at : at + per_read]) for at in range(0, len(reads), per_read)]
 
 
 def feed(reads: list[bytes], *, template: bool) -> tuple[float, bytes, int]:
@@ -92,15 +94,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chunks", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--per-read", type=int, default=1, help="events in each read")
     parser.add_argument("--output", type=Path, help="write the figures as JSON")
     options = parser.parse_args()
-    reads = stream(options.chunks)
+    reads = stream(options.chunks, options.per_read)
+    events = options.chunks + 4
     spent: dict[str, list[float]] = {"template": [], "parsed": []}
     results: dict[str, tuple[bytes, int]] = {}
     for _ in range(options.repeats):
         for way in ("template", "parsed"):
             seconds, out, counted = feed(reads, template=way == "template")
-            spent[way].append(seconds / len(reads) * 1e6)
+            spent[way].append(seconds / events * 1e6)
             results[way] = (out, counted)
     if results["template"] != results["parsed"]:
         raise SystemExit("the two ways gave the client different bytes or counts")

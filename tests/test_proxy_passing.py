@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from infer_cli.proxy.openrouter import exchange as exchange_module
 from infer_cli.proxy.openrouter.exchange import Exchange, _has_output
 from infer_cli.proxy.openrouter.passing import ChunkTemplate
 from infer_cli.proxy.openrouter.pricing import Prices
@@ -112,7 +113,7 @@ def test_a_chunk_that_is_not_plain_teaches_no_template() -> None:
     assert ChunkTemplate.learn(multi_line, chat("x"), text=False) is None
 
 
-def stream_through(events: list[bytes], *, templates: bool) -> tuple[bytes, Exchange]:
+def stream_through(reads: list[bytes], *, templates: bool) -> tuple[bytes, Exchange]:
     exchange = Exchange(
         model="m",
         route="/v1/chat/completions",
@@ -122,7 +123,7 @@ def stream_through(events: list[bytes], *, templates: bool) -> tuple[bytes, Exch
         observers=[],
     )
     out = b""
-    for raw in events:
+    for raw in reads:
         if not templates:
             exchange._template = None
         piece, ended = exchange.feed(raw)
@@ -132,21 +133,39 @@ def stream_through(events: list[bytes], *, templates: bool) -> tuple[bytes, Exch
     return out, exchange
 
 
-def test_a_stream_comes_out_the_same_with_and_without_templates() -> None:
+def in_reads(events: list[bytes], rng: random.Random) -> list[bytes]:
+    """The events as a saturated engine's reads come: several together, and cut anywhere."""
+    stream = b"".join(events)
+    reads, at = [], 0
+    while at < len(stream):
+        size = rng.randint(1, 900)
+        reads.append(stream[at : at + size])
+        at += size
+    return reads
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["a read per event", "reads of several"])
+def test_a_stream_comes_out_the_same_with_and_without_templates(
+    grouped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = random.Random(7)
     events = [
         event({**HEAD, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
     ]
-    for _ in range(300):
-        value = rng.choice([*TEXTS, None])
+    values = [rng.choice([*TEXTS, None]) for _ in range(300)]
+    for value in values:
         events.append(event(chat(value), ascii_only=rng.random() < 0.5))
     events.append(event(chat("", finish_reason="stop")))
     events.append(
         event({**HEAD, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 9}})
     )
     events.append(b"data: [DONE]\n\n")
-    with_, fast = stream_through(events, templates=True)
-    without, slow = stream_through(events, templates=False)
+    reads = in_reads(events, rng) if grouped else events
+    without, slow = stream_through(reads, templates=False)
+    parses = []
+    decode = exchange_module._decode
+    monkeypatch.setattr(exchange_module, "_decode", lambda data: parses.append(1) or decode(data))
+    with_, fast = stream_through(reads, templates=True)
     assert with_ == without
     assert fast._template is not None
     assert (fast._chunks, fast.finish_reason, len(fast.itl)) == (
@@ -155,3 +174,7 @@ def test_a_stream_comes_out_the_same_with_and_without_templates() -> None:
         len(slow.itl),
     )
     assert fast._chunks == sum(1 for raw in events[1:301] if parsed_answer(raw, text=False))
+    # only the chunks a template declines are parsed: a quote in the text or a backslash at its
+    # end, a null content, the first chunk, and the last three
+    declined = sum(1 for value in values if value is None or '"' in value or value.endswith("\\"))
+    assert len(parses) <= declined + 4 < len(events) // 2

@@ -162,8 +162,9 @@ class Exchange:
         cut one waits for its end), and whether the stream is over (``[DONE]`` or an error event
         were sent: what follows is to be drained, not sent).
 
-        A read that is one plain chunk of the stream's :class:`ChunkTemplate` (learned from the
-        first one parsed) is counted from its bytes and passed on, with no parse.
+        A plain chunk of the stream's :class:`ChunkTemplate` (learned from the first one parsed),
+        a read of its own or one event of a longer read, is counted from its bytes and passed on,
+        with no parse.
         """
         template = self._template
         if template is not None and not self._events.pending:
@@ -188,7 +189,15 @@ class Exchange:
     def _rewrite(self, events: list[bytes]) -> tuple[bytes, bool]:
         """What the client gets for some whole events, and whether the stream is over."""
         out = b""
+        template = self._template
         for event in events:
+            if template is not None:  # a read of several events: each plain one needs no parse
+                passed = template.output(event)
+                if passed is not None:
+                    if passed:
+                        self._output()
+                    out += event
+                    continue
             data = sse.event_data(event)
             if data is None:
                 continue  # the engine's own comments; the proxy sends its keep-alives
@@ -214,8 +223,8 @@ class Exchange:
                 out += sse.data_event(chunk)
             else:
                 out += event
-                if self._template is None and self.id is not None:
-                    self._template = ChunkTemplate.learn(event, chunk, text=self.text)
+                if template is None and self.id is not None:
+                    template = self._template = ChunkTemplate.learn(event, chunk, text=self.text)
         return out, False
 
     def _last_events(self) -> bytes:
