@@ -1,12 +1,11 @@
 """The relay's paced sender: keep-alive comments in every silence of a completion stream, never
-in the middle of a chunk being sent (``infer_cli.proxy.upstream.relay._Paced``)."""
+in the middle of a chunk being sent (``infer_cli.proxy.sse.Paced``)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from infer_cli.proxy import sse
-from infer_cli.proxy.upstream.relay import _Paced
 
 COMMENT = sse.KEEPALIVE_COMMENT
 
@@ -17,7 +16,7 @@ async def test_comments_before_the_first_chunk_and_in_every_gap() -> None:
     async def emit(chunk: bytes) -> None:
         out.append(chunk)
 
-    paced = _Paced(emit, 0.1, first_after=0.05)
+    paced = sse.Paced(emit, 0.1, first_after=0.05)
     try:
         await asyncio.sleep(0.12)
         await paced.send(b"a")
@@ -43,7 +42,7 @@ async def test_no_comment_while_a_chunk_is_being_sent() -> None:
             await release.wait()  # a client that does not read: the send waits
         out.append(b"end " + chunk)
 
-    paced = _Paced(emit, 0.05, first_after=0.05)
+    paced = sse.Paced(emit, 0.05, first_after=0.05)
     try:
         sending = asyncio.ensure_future(paced.send(b"slow"))
         await asyncio.sleep(0.3)  # six intervals with the chunk on its way
@@ -69,7 +68,7 @@ async def test_a_chunk_waits_for_the_comment_being_sent() -> None:
             await release.wait()
         out.append(b"end " + chunk)
 
-    paced = _Paced(emit, 0.05, first_after=0.01)
+    paced = sse.Paced(emit, 0.05, first_after=0.01)
     try:
         await asyncio.wait_for(commenting.wait(), 5)
         sending = asyncio.ensure_future(paced.send(b"a"))

@@ -6,7 +6,7 @@ here so that the proxy reads its streams through one module. What is the proxy's
 mid-stream ``error_event`` and keep-alive comment, and the transformations. A stream is an
 ``AsyncIterator[bytes]``; a transformation takes one and returns another. Keep-alive comments go
 either before the first chunk of any byte stream (``with_keepalive``) or in every gap of a stream
-of whole events (``send_with_keepalive``). Nothing here imports a web framework.
+of whole events (``send_with_keepalive``, :class:`Paced`). Nothing here imports a web framework.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from infer_cli.wire.sse import DONE, EventSplitter, comment, data_event, event_d
 
 __all__ = [
     "DONE",
+    "EARLY",
     "KEEPALIVE_COMMENT",
     "ByteStream",
     "EventSplitter",
+    "Paced",
     "StreamTransform",
     "comment",
     "compose",
@@ -132,39 +134,77 @@ async def send_with_keepalive(
     first_after: float | None = None,
     keepalive: bytes = KEEPALIVE_COMMENT,
 ) -> None:
-    """Emit every chunk of ``source``, and ``keepalive`` whenever nothing was emitted for
-    ``interval`` s (the first time after ``first_after`` s, default ``interval``).
-
-    Unlike :func:`with_keepalive` this covers every gap, not only the wait for the first chunk, so
-    ``source`` must yield whole events (a comment between two chunks must not split an event).
-    Chunks pass straight through; a watchdog task, waking once per interval, sends the comments,
-    and a lock keeps its sends from interleaving with the source's.
+    """Emit every chunk of ``source`` (whole events), with ``keepalive`` in every gap of
+    ``interval`` s (the first after ``first_after`` s, default ``interval``): see :class:`Paced`.
     """
-    loop = asyncio.get_running_loop()
-    lock = asyncio.Lock()
-    last = loop.time() - interval + (interval if first_after is None else max(0.0, first_after))
-
-    async def watch() -> None:
-        nonlocal last
-        while True:
-            await asyncio.sleep(max(0.0, last + interval - loop.time()))
-            if loop.time() >= last + interval - _EARLY:
-                async with lock:
-                    await emit(keepalive)
-                last = loop.time()
-
-    watchdog = asyncio.ensure_future(watch())
-    watchdog.add_done_callback(_retrieve)
+    wait = interval if first_after is None else first_after
+    paced = Paced(emit, interval, first_after=wait, keepalive=keepalive)
     try:
         async for chunk in source:
-            async with lock:
-                await emit(chunk)
-            last = loop.time()
+            await paced.send(chunk)
     finally:
-        watchdog.cancel()
+        paced.close()
 
 
-_EARLY = 0.002
+class Paced:
+    """Sends whole events through ``emit``, and ``keepalive`` whenever nothing was sent for
+    ``interval`` s (the first time after ``first_after`` s): every gap of a stream is covered, not
+    only the wait for its first chunk, so what is sent must be whole events (a comment between
+    two chunks must not split an event).
+
+    A watchdog task, waking once per interval, sends the comments. A chunk never waits for a lock
+    of its own: the watchdog stays away while a chunk is being sent (the stream is not silent
+    then), and a chunk waits only for a comment the watchdog is sending at that moment.
+    """
+
+    def __init__(
+        self,
+        emit: Callable[[bytes], Awaitable[None]],
+        interval: float,
+        *,
+        first_after: float,
+        keepalive: bytes = KEEPALIVE_COMMENT,
+    ) -> None:
+        self._emit = emit
+        self._keepalive = keepalive
+        self._interval = interval
+        self._loop = loop = asyncio.get_running_loop()
+        self._last = loop.time() - interval + max(0.0, first_after)
+        self._sending = False
+        """A chunk is being sent (its ``emit`` may wait for the client to read)."""
+        self._commenting = asyncio.Lock()
+        """Held by the watchdog while it sends a comment."""
+        self._watchdog = asyncio.ensure_future(self._watch())
+        self._watchdog.add_done_callback(_retrieve)
+
+    async def send(self, chunk: bytes) -> None:
+        if self._commenting.locked():
+            async with self._commenting:
+                await self._emit(chunk)
+        else:
+            self._sending = True
+            try:
+                await self._emit(chunk)
+            finally:
+                self._sending = False
+        self._last = self._loop.time()
+
+    def close(self) -> None:
+        self._watchdog.cancel()
+
+    async def _watch(self) -> None:
+        loop, interval = self._loop, self._interval
+        while True:
+            await asyncio.sleep(max(0.0, self._last + interval - loop.time()))
+            if self._sending:
+                await asyncio.sleep(interval)  # a chunk on its way; its end starts a new interval
+            elif loop.time() >= self._last + interval - EARLY:
+                async with self._commenting:
+                    await self._emit(self._keepalive)
+                self._last = loop.time()
+
+
+EARLY = 0.002
 """Timers may fire this early; a comment due that soon is sent now."""
 
 

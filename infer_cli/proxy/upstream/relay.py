@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -319,7 +319,7 @@ class RelayResponse(Response):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
         body = iter_body(response)
-        paced = _Paced(emit, self._interval, first_after=first_after)
+        paced = sse.Paced(emit, self._interval, first_after=first_after)
         try:
             try:
                 async for raw in body:
@@ -354,60 +354,6 @@ class RelayResponse(Response):
             with anyio.CancelScope(shield=True):
                 await _aclose(events)
         await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
-
-
-class _Paced:
-    """Sends whole events through ``emit``, and a keep-alive comment whenever nothing was sent for
-    ``interval`` s (the first time after ``first_after`` s).
-
-    A watchdog task, waking once per interval, sends the comments. A chunk never waits for a lock
-    of its own: the watchdog stays away while a chunk is being sent (the stream is not silent
-    then), and a chunk waits only for a comment the watchdog is sending at that moment.
-    """
-
-    def __init__(
-        self, emit: Callable[[bytes], Awaitable[None]], interval: float, *, first_after: float
-    ) -> None:
-        self._emit = emit
-        self._interval = interval
-        self._loop = loop = asyncio.get_running_loop()
-        self._last = loop.time() - interval + max(0.0, first_after)
-        self._sending = False
-        """A chunk is being sent (its ``emit`` may wait for the client to read)."""
-        self._commenting = asyncio.Lock()
-        """Held by the watchdog while it sends a comment."""
-        self._watchdog = asyncio.ensure_future(self._watch())
-        self._watchdog.add_done_callback(_retrieve)
-
-    async def send(self, chunk: bytes) -> None:
-        if self._commenting.locked():
-            async with self._commenting:
-                await self._emit(chunk)
-        else:
-            self._sending = True
-            try:
-                await self._emit(chunk)
-            finally:
-                self._sending = False
-        self._last = self._loop.time()
-
-    def close(self) -> None:
-        self._watchdog.cancel()
-
-    async def _watch(self) -> None:
-        loop, interval = self._loop, self._interval
-        while True:
-            await asyncio.sleep(max(0.0, self._last + interval - loop.time()))
-            if self._sending:
-                await asyncio.sleep(interval)  # a chunk on its way; its end starts a new interval
-            elif loop.time() >= self._last + interval - _EARLY:
-                async with self._commenting:
-                    await self._emit(sse.KEEPALIVE_COMMENT)
-                self._last = loop.time()
-
-
-_EARLY = 0.002
-"""Timers may fire this early; a comment due that soon is sent now."""
 
 
 async def _read_all(response: httpx.Response, limit: int) -> bytes:

@@ -31,9 +31,6 @@ if TYPE_CHECKING:
     from infer_cli.wire.chunk_writer import ChunkWriter
     from infer_cli.wire.http1 import Connection
 
-_EARLY = 0.002
-"""Timers may fire this early; a comment due that soon is sent now."""
-
 
 class Splice:
     """One streamed completion from the engine's connection to the client's: see the module."""
@@ -141,7 +138,7 @@ class Splice:
             return
         loop = self._loop
         due = self._last + self._interval
-        if loop.time() >= due - _EARLY:
+        if loop.time() >= due - sse.EARLY:
             if self._writer.paused:
                 self._last = loop.time()  # a client that is not reading is not waiting either
             else:
