@@ -136,7 +136,7 @@ def _handler(context: ProxyContext, endpoint: CompletionKind) -> Handler:
 
         exchange = Exchange(
             model=info.model,
-            route=request.url.path,
+            route=request.scope["path"],
             streamed=prepared.stream,
             text=endpoint.text,
             prices=info.prices,
@@ -194,6 +194,7 @@ def _key_id(request: Request) -> str | None:
 
 def _json_headers(request: Request) -> list[tuple[bytes, bytes]]:
     """The client's headers, declaring the (possibly rewritten) body as JSON."""
-    headers = [(name, value) for name, value in request.headers.raw if name != b"content-type"]
+    raw: list[tuple[bytes, bytes]] = request.scope["headers"]  # not request.headers: no copy
+    headers = [(name, value) for name, value in raw if name != b"content-type"]
     headers.append((b"content-type", b"application/json"))
     return headers
