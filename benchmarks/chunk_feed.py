@@ -6,7 +6,7 @@ about 250 bytes each, ``"token_ids":null`` included, one event per read as a pac
 them; ``--per-read N`` joins N events in each read, as a saturated engine's reads come), a finish
 chunk, the usage chunk and ``[DONE]``. Each way feeds the whole stream to a new
 :class:`~infer_cli.proxy.openrouter.exchange.Exchange` ``--repeats`` times, alternating; *parsed*
-forgets the template before every read, so each chunk takes the full parse as it did before the
+learns no template, so each chunk takes the full parse as it did before the
 template. The figure is the median CPU microseconds per chunk (this thread's CPU time, so that time
 the machine gives to other processes is left out), and template/parsed as a ratio. Both ways must
 give the client the same bytes and count the same output chunks; the run stops if they do not.
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from infer_cli.proxy.openrouter.exchange import Exchange  # noqa: E402
+from infer_cli.proxy.openrouter.passing import ChunkTemplate  # noqa: E402
 from infer_cli.proxy.openrouter.pricing import Prices  # noqa: E402
 
 HEAD = {
@@ -78,15 +79,19 @@ def feed(reads: list[bytes], *, template: bool) -> tuple[float, bytes, int]:
         observers=[],
     )
     out: list[bytes] = []
-    started = time.thread_time()
-    for raw in reads:
-        if not template:
-            exchange._template = None
-        piece, ended = exchange.feed(raw)
-        out.append(piece)
-        if ended:
-            break
-    spent = time.thread_time() - started
+    learn = ChunkTemplate.__dict__["learn"]
+    if not template:  # nothing learned, not even for the rest of a read of several events
+        ChunkTemplate.learn = classmethod(lambda cls, *args, **kwargs: None)  # type: ignore[method-assign,assignment]
+    try:
+        started = time.thread_time()
+        for raw in reads:
+            piece, ended = exchange.feed(raw)
+            out.append(piece)
+            if ended:
+                break
+        spent = time.thread_time() - started
+    finally:
+        ChunkTemplate.learn = learn  # type: ignore[method-assign]
     return spent, b"".join(out), exchange._chunks
 
 

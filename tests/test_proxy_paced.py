@@ -79,3 +79,34 @@ async def test_a_chunk_waits_for_the_comment_being_sent() -> None:
     finally:
         paced.close()
     assert out[:4] == [b"start " + COMMENT, b"end " + COMMENT, b"start a", b"end a"]
+
+
+async def test_no_comment_while_a_chunk_that_waited_for_a_comment_is_being_sent() -> None:
+    out: list[bytes] = []
+    commenting = asyncio.Event()
+    release_comment = asyncio.Event()
+    release_chunk = asyncio.Event()
+
+    async def emit(chunk: bytes) -> None:
+        out.append(b"start " + chunk)
+        if chunk == COMMENT and not release_comment.is_set():
+            commenting.set()
+            await release_comment.wait()
+        if chunk == b"slow":
+            await release_chunk.wait()  # then a client that does not read
+        out.append(b"end " + chunk)
+
+    paced = sse.Paced(emit, 0.05, first_after=0.01)
+    try:
+        await asyncio.wait_for(commenting.wait(), 5)
+        sending = asyncio.ensure_future(paced.send(b"slow"))
+        await asyncio.sleep(0.02)
+        release_comment.set()
+        await asyncio.sleep(0.3)  # six intervals with the chunk on its way
+        assert out == [b"start " + COMMENT, b"end " + COMMENT, b"start slow"]
+        release_chunk.set()
+        await sending
+        await asyncio.sleep(0.02)  # less than an interval since the chunk: no comment yet
+    finally:
+        paced.close()
+    assert out[2:] == [b"start slow", b"end slow"]

@@ -383,6 +383,23 @@ async def test_send_with_keepalive_fills_every_gap() -> None:
     assert out == [b"a", b"b"]  # nothing added to a prompt source
 
 
+async def test_send_with_keepalive_sends_the_comment_it_is_given_and_none_mid_chunk() -> None:
+    out: list[bytes] = []
+
+    async def emit(chunk: bytes) -> None:
+        out.append(b"start " + chunk)
+        if chunk == b"slow":
+            await asyncio.sleep(0.3)  # a client that reads slowly: three intervals
+        out.append(b"end " + chunk)
+
+    await sse.send_with_keepalive(
+        slow((0.15, b"a"), (0.0, b"slow")), emit, 0.1, first_after=0.05, keepalive=b": x\n\n"
+    )
+    first = out.index(b"start a")
+    assert first >= 2 and set(out[:first]) == {b"start : x\n\n", b"end : x\n\n"}
+    assert out[first:] == [b"start a", b"end a", b"start slow", b"end slow"]
+
+
 async def test_send_with_keepalive_passes_a_source_error_through() -> None:
     async def failing() -> AsyncIterator[bytes]:
         yield b"a"

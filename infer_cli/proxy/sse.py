@@ -178,15 +178,15 @@ class Paced:
         self._watchdog.add_done_callback(_retrieve)
 
     async def send(self, chunk: bytes) -> None:
-        if self._commenting.locked():
-            async with self._commenting:
+        self._sending = True  # also while it waits for a comment: the stream is not silent
+        try:
+            if self._commenting.locked():
+                async with self._commenting:
+                    await self._emit(chunk)
+            else:
                 await self._emit(chunk)
-        else:
-            self._sending = True
-            try:
-                await self._emit(chunk)
-            finally:
-                self._sending = False
+        finally:
+            self._sending = False
         self._last = self._loop.time()
 
     def close(self) -> None:
