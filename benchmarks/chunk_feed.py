@@ -19,12 +19,14 @@ give the client the same bytes and count the same output chunks; the run stops i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,6 +70,9 @@ def stream(chunks: int, per_read: int = 1) -> list[bytes]:
     return [b"".join(reads[at : at + per_read]) for at in range(0, len(reads), per_read)]
 
 
+_learn_nothing = classmethod(lambda cls, *args, **kwargs: None)
+
+
 def feed(reads: list[bytes], *, template: bool) -> tuple[float, bytes, int]:
     """CPU seconds to feed ``reads`` to a new exchange, the client's bytes, output chunks."""
     exchange = Exchange(
@@ -79,10 +84,9 @@ def feed(reads: list[bytes], *, template: bool) -> tuple[float, bytes, int]:
         observers=[],
     )
     out: list[bytes] = []
-    learn = ChunkTemplate.__dict__["learn"]
-    if not template:  # nothing learned, not even for the rest of a read of several events
-        ChunkTemplate.learn = classmethod(lambda cls, *args, **kwargs: None)  # type: ignore[method-assign,assignment]
-    try:
+    with contextlib.ExitStack() as stack:
+        if not template:  # nothing learned, not even for the rest of a read of several events
+            stack.enter_context(mock.patch.object(ChunkTemplate, "learn", _learn_nothing))
         started = time.thread_time()
         for raw in reads:
             piece, ended = exchange.feed(raw)
@@ -90,8 +94,6 @@ def feed(reads: list[bytes], *, template: bool) -> tuple[float, bytes, int]:
             if ended:
                 break
         spent = time.thread_time() - started
-    finally:
-        ChunkTemplate.learn = learn  # type: ignore[method-assign]
     return spent, b"".join(out), exchange._chunks
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from infer_cli.proxy.openrouter.exchange import DRAIN_BYTES
 from infer_cli.proxy.upstream import relay
+from infer_cli.proxy.upstream.client import DRAIN_BYTES
 from infer_cli.proxy.upstream.splice import Splice
 from infer_cli.wire.server import bind
 from tests import proxy_harness

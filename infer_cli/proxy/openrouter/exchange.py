@@ -15,8 +15,6 @@ streamed chunk with output. The cost is always priced from the same counts that 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -32,7 +30,7 @@ from infer_cli.proxy.openrouter.generations import GenerationRecord
 from infer_cli.proxy.openrouter.passing import ChunkTemplate
 from infer_cli.proxy.openrouter.pricing import Prices
 from infer_cli.proxy.openrouter.rewrite import Tokens, complete_usage, normalize_choices, usage_from
-from infer_cli.proxy.upstream.client import UpstreamStreamError
+from infer_cli.proxy.upstream.client import UpstreamStreamError, drain
 
 if TYPE_CHECKING:
     from infer_cli.proxy.guards.limits import Reservation
@@ -398,25 +396,6 @@ class Exchange:
             except Exception:
                 log.exception("a generation observer failed on %s", record.id)
         return record
-
-
-DRAIN_BYTES = 64 * 1024
-DRAIN_SECONDS = 1.0
-"""After ``[DONE]`` the rest of the engine's body (its end, normally) is read and dropped, up to
-this much for this long, so that the connection can carry the next request."""
-
-
-async def drain(source: sse.ByteStream) -> None:
-    """Read what follows ``[DONE]`` (the end of the chunked body, normally): a response read to its
-    end gives its connection back to the pool; one closed early costs a new connection.
-    """
-    drained = 0
-    with contextlib.suppress(TimeoutError, UpstreamStreamError):
-        async with asyncio.timeout(DRAIN_SECONDS):
-            async for raw in source:
-                drained += len(raw)
-                if drained > DRAIN_BYTES:
-                    return
 
 
 def client_status(upstream: int) -> int:

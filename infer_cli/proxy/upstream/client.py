@@ -5,6 +5,7 @@ statuses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -340,3 +341,22 @@ async def error_message(response: httpx.Response) -> str:
 def _describe(exc: Exception) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+DRAIN_BYTES = 64 * 1024
+DRAIN_SECONDS = 1.0
+"""After ``[DONE]`` the rest of the engine's body (its end, normally) is read and dropped, up to
+this much for this long, so that the connection can carry the next request."""
+
+
+async def drain(source: AsyncIterator[bytes]) -> None:
+    """Read what follows ``[DONE]`` (the end of the chunked body, normally): a response read to its
+    end gives its connection back to the pool; one closed early costs a new connection.
+    """
+    drained = 0
+    with contextlib.suppress(TimeoutError, UpstreamStreamError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for raw in source:
+                drained += len(raw)
+                if drained > DRAIN_BYTES:
+                    return

@@ -22,10 +22,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from infer_cli.proxy import sse
 from infer_cli.proxy.errors import ProxyError, error_response
-from infer_cli.proxy.openrouter.exchange import drain
 from infer_cli.proxy.upstream.client import (
     UpstreamRequest,
     UpstreamStreamError,
+    drain,
     error_message,
     iter_body,
     response_headers,

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from infer_cli.proxy import sse
-from infer_cli.proxy.openrouter.exchange import DRAIN_BYTES, DRAIN_SECONDS
-from infer_cli.proxy.upstream.client import upstream_error
+from infer_cli.proxy.upstream.client import DRAIN_BYTES, DRAIN_SECONDS, upstream_error
 
 if TYPE_CHECKING:
     from infer_cli.proxy.openrouter.exchange import Exchange
